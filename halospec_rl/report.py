@@ -1,0 +1,246 @@
+"""HaloSpec's summary printout, the results CSV (write and read), and plots.
+
+The CSV starts with HaloSpec's eight columns
+``global_step,step,mode,phase,draft_length,success,latency_ms,tokens`` and adds ours after them.
+A file written by HaloSpec itself (eight columns, several runs appended, ``global_step`` starting
+again at 1 for each run) loads and summarises.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from halospec_rl.metrics import ModeStats, mode_stats
+
+HALOSPEC_COLUMNS = (
+    "global_step",
+    "step",
+    "mode",
+    "phase",
+    "draft_length",
+    "success",
+    "latency_ms",
+    "tokens",
+)
+EXTRA_COLUMNS = ("drafted", "accepted", "domain", "load", "backend", "scenario", "seed", "error")
+WARMUP_PHASE = "warmup"
+BANNER = "=" * 30
+HEADER = "mode steps s% fail avg median p95 min max stddev throughput score"
+_FIXED_MODE = re.compile(r"^fixed_\d+$")
+
+
+@dataclass
+class RequestRecord:
+    """One request as the results CSV holds it. Latency in ms; ``drafted``/``accepted`` are -1 when unknown."""
+
+    global_step: int
+    step: int
+    mode: str
+    phase: str
+    draft_length: int
+    success: bool
+    latency_ms: float
+    tokens: int
+    drafted: int = -1
+    accepted: int = -1
+    domain: str = ""
+    load: float = 0.0
+    backend: str = ""
+    scenario: str = ""
+    seed: int = -1
+    error: str = ""
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(RequestRecord)}
+
+
+class ResultsFileError(ValueError):
+    """A results CSV that cannot be read; the message names the file, and the row and column if any."""
+
+
+def is_fixed_mode(mode: str) -> bool:
+    return bool(_FIXED_MODE.match(mode))
+
+
+# --------------------------------------------------------------------------------------------- summary
+def _ms0(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def _ms1(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def format_row(stats: ModeStats) -> str:
+    """One summary row in HaloSpec's units and decimals (space separated, columns aligned)."""
+    cells = [
+        f"{stats.mode:<14}",
+        f"{stats.steps:>5}",
+        f"{100.0 * stats.success_rate:>6.1f}%",
+        f"{stats.failures:>4}",
+        f"{_ms1(stats.avg_ms):>10}",
+        f"{_ms0(stats.median_ms):>8}",
+        f"{_ms0(stats.p95_ms):>8}",
+        f"{_ms0(stats.min_ms):>8}",
+        f"{_ms0(stats.max_ms):>8}",
+        f"{_ms1(stats.stddev_ms):>10}",
+        f"{'-' if stats.throughput_tok_s is None else f'{stats.throughput_tok_s:.1f} tok/s':>11}",
+        f"{'-' if stats.score is None else f'{stats.score:.1f}':>9}",
+    ]
+    return " ".join(cells)
+
+
+def format_adaptive_line(stats: ModeStats) -> str:
+    """HaloSpec's ``[Adaptive Behavior]`` line; modes other than ``adaptive`` are named in it."""
+    who = "" if stats.mode == "adaptive" else f"{stats.mode}: "
+    if stats.converged_at_step is None:
+        tail = "no convergence within run (k=5)"
+    else:
+        tail = f"converged_at_step={stats.converged_at_step} (k=5)"
+    return f"[Adaptive Behavior] {who}draft_length changes={stats.draft_length_changes} | {tail}"
+
+
+def winner(all_stats: Sequence[ModeStats]) -> ModeStats | None:
+    """The mode with the lowest score (first listed wins a tie), or None when no mode has one."""
+    scored = [s for s in all_stats if s.score is not None]
+    return min(scored, key=lambda s: s.score) if scored else None
+
+
+def format_summary(all_stats: Sequence[ModeStats], title: str = "HaloSpec Benchmark Summary") -> str:
+    """The whole HaloSpec summary: banner, header, rows, adaptive lines, winner."""
+    lines = [BANNER, title, BANNER, "", HEADER]
+    lines += [format_row(s) for s in all_stats]
+    adaptive = [format_adaptive_line(s) for s in all_stats if not is_fixed_mode(s.mode)]
+    if adaptive:
+        lines += ["", *adaptive]
+    best = winner(all_stats)
+    lines.append("")
+    if best is None:
+        lines.append("Winner (lowest SLO-aware score): none (no mode had a successful request)")
+    else:
+        lines.append(f"Winner (lowest SLO-aware score): {best.mode} at {best.score:.1f}")
+    return "\n".join(lines)
+
+
+def summarise(records: Iterable[RequestRecord]) -> list[ModeStats]:
+    """Per-mode statistics of measured (non-warmup) records, modes in order of first appearance."""
+    by_mode: dict[str, list[RequestRecord]] = {}
+    for r in records:
+        if r.phase != WARMUP_PHASE:
+            by_mode.setdefault(r.mode, []).append(r)
+    return [
+        mode_stats(
+            mode,
+            [r.success for r in rows],
+            [r.latency_ms for r in rows],
+            [r.tokens for r in rows],
+            [r.draft_length for r in rows],
+        )
+        for mode, rows in by_mode.items()
+    ]
+
+
+# ------------------------------------------------------------------------------------------------- CSV
+class ResultsWriter:
+    """Appends records to a results CSV, one flushed row per request so a crash loses nothing."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        if new_file:
+            self._writer.writerow(HALOSPEC_COLUMNS + EXTRA_COLUMNS)
+            self._file.flush()
+
+    def write(self, record: RequestRecord) -> None:
+        row = asdict(record)
+        row["success"] = "true" if record.success else "false"
+        row["latency_ms"] = f"{record.latency_ms:.3f}"
+        self._writer.writerow([row[c] for c in HALOSPEC_COLUMNS + EXTRA_COLUMNS])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_TRUE = {"true", "1", "yes", "ok", "success"}
+_FALSE = {"false", "0", "no", "fail", "failed", "error"}
+
+
+def _parse(path: Path, row_no: int, column: str, raw: str):
+    kind = _FIELD_TYPES[column]
+    text = raw.strip()
+    if kind == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ResultsFileError(f"{path}: row {row_no}, column {column}: {raw!r} is not true/false")
+    if kind in ("int", "float"):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ResultsFileError(f"{path}: row {row_no}, column {column}: {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ResultsFileError(f"{path}: row {row_no}, column {column}: {raw!r} is not a finite number")
+        if kind == "int":
+            if value != int(value):
+                raise ResultsFileError(f"{path}: row {row_no}, column {column}: {raw!r} is not an integer")
+            return int(value)
+        return value
+    return text
+
+
+def read_results(path: str | Path) -> list[list[RequestRecord]]:
+    """Read a results CSV (ours or HaloSpec's) into runs; ``global_step`` returning to 1 starts a run.
+
+    Raises ResultsFileError naming the file (and row, column) for a missing, empty or malformed file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsFileError(f"{path}: no such file")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames
+        if not header:
+            raise ResultsFileError(f"{path}: empty file (expected the header {','.join(HALOSPEC_COLUMNS)})")
+        header = [h.strip() for h in header]
+        missing = [c for c in HALOSPEC_COLUMNS if c not in header]
+        if missing:
+            raise ResultsFileError(f"{path}: missing column(s) {', '.join(missing)}")
+        reader.fieldnames = header
+        known = [c for c in header if c in _FIELD_TYPES]
+        runs: list[list[RequestRecord]] = []
+        for row_no, row in enumerate(reader, start=2):
+            values = {}
+            for c in known:
+                raw = row.get(c)
+                if raw is None:
+                    if c in HALOSPEC_COLUMNS:
+                        raise ResultsFileError(f"{path}: row {row_no}, column {c}: value missing")
+                    continue
+                if raw.strip() == "" and c not in HALOSPEC_COLUMNS:
+                    continue
+                if raw.strip() == "" and c not in ("phase", "mode"):
+                    raise ResultsFileError(f"{path}: row {row_no}, column {c}: value missing")
+                values[c] = _parse(path, row_no, c, raw)
+            record = RequestRecord(**values)
+            if not runs or (record.global_step == 1 and runs[-1]):
+                runs.append([])
+            runs[-1].append(record)
+    if not runs:
+        raise ResultsFileError(f"{path}: no data rows after the header")
+    return runs
