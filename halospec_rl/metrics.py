@@ -56,7 +56,7 @@ def tail_penalty_ms(latencies_ms: Sequence[float]) -> float:
 
 def draft_length_changes(draft_lengths: Sequence[int]) -> int:
     """Number of adjacent chosen draft lengths that differ."""
-    return sum(1 for a, b in zip(draft_lengths, draft_lengths[1:]) if a != b)
+    return sum(1 for a, b in zip(draft_lengths, draft_lengths[1:], strict=False) if a != b)
 
 
 def converged_at_step(draft_lengths: Sequence[int], window: int = CONVERGENCE_WINDOW) -> int | None:
@@ -112,8 +112,8 @@ def mode_stats(
             f"successes={n}, latencies_ms={len(latencies_ms)}, tokens={len(tokens)}, "
             f"draft_lengths={len(draft_lengths)}"
         )
-    ok_lat = sorted(float(lat) for ok, lat in zip(successes, latencies_ms) if ok)
-    ok_tokens = sum(int(t) for ok, t in zip(successes, tokens) if ok)
+    ok_lat = sorted(float(lat) for ok, lat in zip(successes, latencies_ms, strict=True) if ok)
+    ok_tokens = sum(int(t) for ok, t in zip(successes, tokens, strict=True) if ok)
     n_ok = len(ok_lat)
     changes = draft_length_changes(list(draft_lengths))
     converged = converged_at_step(list(draft_lengths))
