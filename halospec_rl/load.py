@@ -1,0 +1,189 @@
+"""CPU contention injection for real backends (HaloSpec's ``HALOSPEC_LOAD``).
+
+:class:`BurnerPool` runs N child processes that spin on the CPU. No burner outlives its run:
+
+- normal exit and exceptions: :meth:`BurnerPool.stop` from the context manager, and an ``atexit``
+  hook that stops every pool still running;
+- Ctrl-C: burners ignore SIGINT (so a parent that handles it keeps control) and are stopped by the
+  parent's cleanup above, or by the next point if the parent dies of it;
+- a killed parent (even SIGKILL): on Linux each burner asks the kernel for SIGKILL when its parent
+  dies (``prctl(PR_SET_PDEATHSIG)``); everywhere it also polls its parent pid about 20 times a second.
+
+:class:`HaloSpecLoad` is HaloSpec's schedule: burners start at measured step ``start_step`` (6) and
+run ``duration_s`` (30 s); each request is labelled ``steady`` before, ``load`` during, ``recovery``
+after.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Callable, Mapping
+
+LOAD_ENV = "HALOSPEC_LOAD"
+DEFAULT_BURNERS = 2  # one per core of the 2-core reference machine: the decoder then gets about half a core
+
+# Run with ``python -c`` (no project import, so it starts in ~20 ms). argv[1] = parent pid.
+_BURNER_CODE = r"""
+import os, signal, sys, time
+parent = int(sys.argv[1])
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+if sys.platform.startswith("linux"):
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+next_check = 0.0
+while True:
+    for _ in range(20000):
+        pass
+    now = time.monotonic()
+    if now >= next_check:
+        if os.getppid() != parent:  # re-parented: our parent is gone (also covers dying before prctl)
+            os._exit(0)
+        next_check = now + 0.05
+"""
+
+_LIVE_POOLS: weakref.WeakSet[BurnerPool] = weakref.WeakSet()
+
+
+class BurnerPool:
+    """``processes`` CPU-spinning child processes; ``start()``/``stop()`` or ``with BurnerPool(n):``."""
+
+    def __init__(self, processes: int = DEFAULT_BURNERS):
+        self._children: list[subprocess.Popen] = []  # first, so __del__ works even if validation fails
+        if processes < 0:
+            raise ValueError(f"processes must be >= 0, got {processes}")
+        self.processes = processes
+
+    @property
+    def running(self) -> bool:
+        return bool(self._children)
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child in self._children]
+
+    def start(self) -> None:
+        """Start the burners (no-op if already running)."""
+        if self._children:
+            return
+        _LIVE_POOLS.add(self)
+        try:
+            for _ in range(self.processes):
+                self._children.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", _BURNER_CODE, str(os.getpid())],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Kill and reap every burner (idempotent)."""
+        children, self._children = self._children, []
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+        for child in children:
+            child.wait()
+
+    def __enter__(self) -> BurnerPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        self.stop()
+
+
+@atexit.register
+def _stop_all_pools() -> None:
+    for pool in list(_LIVE_POOLS):
+        pool.stop()
+
+
+def burners_for_level(level: float, max_processes: int) -> int:
+    """Burner count for a contention level in 0..1: ``ceil(level * max_processes)``."""
+    if not 0.0 <= level <= 1.0:
+        raise ValueError(f"load level must be in 0..1, got {level}")
+    return math.ceil(level * max_processes)
+
+
+class HaloSpecLoad:
+    """HaloSpec's load schedule over the measured steps of one mode's run.
+
+    Call :meth:`phase_for_step` before each measured request with its 1-based step: it starts the
+    burners at ``start_step``, stops them ``duration_s`` seconds later, and returns the phase the
+    request runs in. When not ``enabled`` every step is ``steady`` and nothing starts.
+    :meth:`reset` (e.g. before the next mode) stops the burners and rearms the schedule.
+    """
+
+    def __init__(
+        self,
+        start_step: int = 6,
+        duration_s: float = 30.0,
+        processes: int = DEFAULT_BURNERS,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if start_step < 1:
+            raise ValueError(f"start_step must be >= 1, got {start_step}")
+        if duration_s <= 0:
+            raise ValueError(f"duration_s must be > 0, got {duration_s}")
+        self.start_step = start_step
+        self.duration_s = duration_s
+        self.enabled = enabled
+        self.pool = BurnerPool(processes)
+        self._clock = clock
+        self._started_at: float | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs) -> HaloSpecLoad:
+        """Enabled iff ``HALOSPEC_LOAD=1`` (HaloSpec's switch); ``kwargs`` set the schedule."""
+        environ = os.environ if environ is None else environ
+        return cls(enabled=environ.get(LOAD_ENV, "").strip() == "1", **kwargs)
+
+    @property
+    def phase(self) -> str:
+        if self._started_at is None:
+            return "steady"
+        return "load" if self.pool.running else "recovery"
+
+    def phase_for_step(self, step: int) -> str:
+        """Advance the schedule to measured step ``step`` (1-based) and return its phase."""
+        if self.enabled:
+            if self._started_at is None and step >= self.start_step:
+                self.pool.start()
+                self._started_at = self._clock()
+            elif self.pool.running and self._clock() - self._started_at >= self.duration_s:
+                self.pool.stop()
+        return self.phase
+
+    def reset(self) -> None:
+        self.pool.stop()
+        self._started_at = None
+
+    close = reset
+
+    def __enter__(self) -> HaloSpecLoad:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["DEFAULT_BURNERS", "LOAD_ENV", "BurnerPool", "HaloSpecLoad", "burners_for_level"]

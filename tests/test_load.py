@@ -1,0 +1,119 @@
+"""Load injection: burners start and stop, and none outlives its parent however the parent ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from halospec_rl.load import BurnerPool, HaloSpecLoad, burners_for_level
+
+GONE_WITHIN_S = 3.0
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, not yet reaped by init in a container) counts as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no procfs: fall back to signal 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _wait_gone(pids: list[int], timeout: float = GONE_WITHIN_S) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if _alive(pid)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return [pid for pid in pids if _alive(pid)]
+
+
+def _spawn_parent(body: str) -> tuple[subprocess.Popen, list[int]]:
+    """A Python parent that starts 2 burners, prints their pids as JSON, then runs ``body``."""
+    code = (
+        "import json, sys, time\n"
+        "from halospec_rl.load import BurnerPool\n"
+        "pool = BurnerPool(2)\n"
+        "pool.start()\n"
+        "print(json.dumps(pool.pids), flush=True)\n" + body
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pids = json.loads(parent.stdout.readline())
+    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    return parent, pids
+
+
+def test_pool_start_stop_and_context_manager_on_exception():
+    pool = BurnerPool(2)
+    pool.start()
+    pids = pool.pids
+    assert pool.running and all(_alive(pid) for pid in pids)
+    pool.stop()
+    assert not pool.running and _wait_gone(pids) == []
+
+    with pytest.raises(RuntimeError), BurnerPool(1) as pool:
+        pids = pool.pids
+        raise RuntimeError("boom")
+    assert _wait_gone(pids) == []
+
+
+def test_burners_die_with_sigkilled_parent():
+    parent, pids = _spawn_parent("time.sleep(60)\n")
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    assert _wait_gone(pids) == []
+
+
+def test_burners_stopped_on_ctrl_c_and_normal_exit():
+    # Ctrl-C: KeyboardInterrupt unwinds the parent; atexit stops the pool it never stopped itself.
+    parent, pids = _spawn_parent("time.sleep(60)\n")
+    parent.send_signal(signal.SIGINT)
+    parent.wait(timeout=10)
+    assert _wait_gone(pids) == []
+
+    parent, pids = _spawn_parent("sys.exit(0)\n")
+    assert parent.wait(timeout=10) == 0
+    assert _wait_gone(pids) == []
+
+
+def test_halospec_schedule_phases():
+    now = [0.0]
+    load = HaloSpecLoad(start_step=3, duration_s=10.0, processes=1, clock=lambda: now[0])
+    try:
+        assert [load.phase_for_step(s) for s in (1, 2)] == ["steady", "steady"]
+        assert load.phase_for_step(3) == "load" and load.pool.running
+        pids = load.pool.pids
+        now[0] = 5.0
+        assert load.phase_for_step(4) == "load"
+        now[0] = 10.5
+        assert load.phase_for_step(5) == "recovery" and not load.pool.running
+        assert _wait_gone(pids) == []
+        load.reset()
+        assert load.phase_for_step(1) == "steady"
+    finally:
+        load.close()
+
+
+def test_from_env_and_levels():
+    assert HaloSpecLoad.from_env({"HALOSPEC_LOAD": "1"}).enabled
+    off = HaloSpecLoad.from_env({}, start_step=1)
+    assert not off.enabled and off.phase_for_step(10) == "steady" and not off.pool.running
+    assert [burners_for_level(x, 2) for x in (0.0, 0.3, 1.0)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="1.5"):
+        burners_for_level(1.5, 2)
+    with pytest.raises(ValueError, match="-1"):
+        BurnerPool(-1)
