@@ -15,7 +15,8 @@
   the last one.
 * ``info`` carries the raw request result: ``latency_ms``, ``success``, ``tokens``, ``drafted``,
   ``accepted``, ``rounds``, ``draft_length``, ``phase``, ``domain``, ``load``, ``error``, ``step``
-  (1-based measured step, 0 during warmup) and, at the end, ``episode_score``.
+  (1-based measured step, 0 during warmup), ``result`` (the ``RequestResult`` itself) and, at the
+  end, ``episode_score``.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ class HaloSpecEnv(gym.Env):
             "load": load,
             "error": result.error,
             "attempts": result.attempts,
+            "result": result,
         }
         if measured >= 0:
             latency = result.latency_ms if result.success else self.failure_penalty_ms

@@ -244,3 +244,54 @@ def read_results(path: str | Path) -> list[list[RequestRecord]]:
     if not runs:
         raise ResultsFileError(f"{path}: no data rows after the header")
     return runs
+
+
+# ----------------------------------------------------------------------------------------------- plots
+_PHASE_COLOURS = {"steady": "tab:blue", "load": "tab:red", "recovery": "tab:green", "warmup": "tab:gray",
+                  "code": "tab:purple", "prose": "tab:blue", "random": "tab:orange"}
+
+
+def plot_results(all_stats: Sequence[ModeStats], records: Sequence[RequestRecord], out_dir: str | Path,
+                 title: str = "") -> list[Path]:
+    """Write ``score_by_mode.png`` and ``latency_and_draft_length_by_step.png`` (points coloured by
+    phase) into ``out_dir``; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    scored = [s for s in all_stats if s.score is not None]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(scored)), 4))
+    colours = ["tab:gray" if is_fixed_mode(s.mode) else "tab:orange" for s in scored]
+    ax.bar([s.mode for s in scored], [s.score for s in scored], color=colours)
+    ax.set_ylabel("SLO-aware score (ms, lower is better)")
+    ax.set_title(f"Score by mode {title}".strip())
+    ax.tick_params(axis="x", rotation=60)
+    fig.tight_layout()
+    paths = [out_dir / "score_by_mode.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    modes = list(dict.fromkeys(r.mode for r in records))
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    for i, mode in enumerate(modes):
+        rows = [r for r in records if r.mode == mode and r.phase != WARMUP_PHASE and r.success]
+        if not rows:
+            continue
+        steps = [r.step for r in rows]
+        axes[0].plot(steps, [r.latency_ms for r in rows], color=f"C{i % 10}", alpha=0.5, label=mode)
+        axes[1].plot(steps, [r.draft_length + 0.04 * (i - len(modes) / 2) for r in rows], color=f"C{i % 10}",
+                     alpha=0.5)
+        for ax, values in ((axes[0], [r.latency_ms for r in rows]), (axes[1], [r.draft_length for r in rows])):
+            ax.scatter(steps, values, c=[_PHASE_COLOURS.get(r.phase, "black") for r in rows], s=10, zorder=3)
+    axes[0].set_ylabel("latency (ms)")
+    axes[1].set_ylabel("draft length")
+    axes[1].set_xlabel("measured step (points coloured by phase)")
+    axes[0].set_title(f"Latency and draft length by step {title}".strip())
+    axes[0].legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    paths.append(out_dir / "latency_and_draft_length_by_step.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
