@@ -31,6 +31,7 @@ EXTRA_COLUMNS = ("drafted", "accepted", "domain", "load", "backend", "scenario",
 WARMUP_PHASE = "warmup"
 BANNER = "=" * 30
 HEADER = "mode steps s% fail avg median p95 min max stddev throughput score"
+_WIDTHS = (-14, 5, 7, 4, 10, 8, 8, 8, 8, 10, 11, 9)  # negative: left-aligned
 _FIXED_MODE = re.compile(r"^fixed_\d+$")
 
 
@@ -78,21 +79,26 @@ def _ms1(value: float | None) -> str:
 
 def format_row(stats: ModeStats) -> str:
     """One summary row in HaloSpec's units and decimals (space separated, columns aligned)."""
-    cells = [
-        f"{stats.mode:<14}",
-        f"{stats.steps:>5}",
-        f"{100.0 * stats.success_rate:>6.1f}%",
-        f"{stats.failures:>4}",
-        f"{_ms1(stats.avg_ms):>10}",
-        f"{_ms0(stats.median_ms):>8}",
-        f"{_ms0(stats.p95_ms):>8}",
-        f"{_ms0(stats.min_ms):>8}",
-        f"{_ms0(stats.max_ms):>8}",
-        f"{_ms1(stats.stddev_ms):>10}",
-        f"{'-' if stats.throughput_tok_s is None else f'{stats.throughput_tok_s:.1f} tok/s':>11}",
-        f"{'-' if stats.score is None else f'{stats.score:.1f}':>9}",
-    ]
-    return " ".join(cells)
+    return _align(
+        [
+            stats.mode,
+            str(stats.steps),
+            f"{100.0 * stats.success_rate:.1f}%",
+            str(stats.failures),
+            _ms1(stats.avg_ms),
+            _ms0(stats.median_ms),
+            _ms0(stats.p95_ms),
+            _ms0(stats.min_ms),
+            _ms0(stats.max_ms),
+            _ms1(stats.stddev_ms),
+            "-" if stats.throughput_tok_s is None else f"{stats.throughput_tok_s:.1f} tok/s",
+            "-" if stats.score is None else f"{stats.score:.1f}",
+        ]
+    )
+
+
+def _align(cells: Sequence[str]) -> str:
+    return " ".join(c.ljust(-w) if w < 0 else c.rjust(w) for c, w in zip(cells, _WIDTHS, strict=True))
 
 
 def format_adaptive_line(stats: ModeStats) -> str:
@@ -113,7 +119,7 @@ def winner(all_stats: Sequence[ModeStats]) -> ModeStats | None:
 
 def format_summary(all_stats: Sequence[ModeStats], title: str = "HaloSpec Benchmark Summary") -> str:
     """The whole HaloSpec summary: banner, header, rows, adaptive lines, winner."""
-    lines = [BANNER, title, BANNER, "", HEADER]
+    lines = [BANNER, title, BANNER, "", _align(HEADER.split())]
     lines += [format_row(s) for s in all_stats]
     adaptive = [format_adaptive_line(s) for s in all_stats if not is_fixed_mode(s.mode)]
     if adaptive:
