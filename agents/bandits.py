@@ -7,10 +7,11 @@ an arm's score estimate is::
     score = mean + 0.5 * (mean + Z95 * std) + 0.2 * std = MEAN_WEIGHT * mean + STD_WEIGHT * std
 
 The index-based bandits (epsilon-greedy, the UCB family, Thompson sampling) compute it from each
-arm's running mean and standard deviation (``ArmStatistics``). EXP3 and LinUCB learn from one
-number per request, so they use a per-request loss whose expectation is that score for a Gaussian
-arm: ``MEAN_WEIGHT * latency + STD_WEIGHT * sqrt(pi/2) * |latency - arm mean|`` (because
-``E|X - mean| = std * sqrt(2/pi)``).
+arm's running mean and standard deviation (``ArmStatistics``). EXP3 learns from one number per
+request, so it uses a per-request loss whose expectation is that score for a Gaussian arm:
+``MEAN_WEIGHT * latency + ABS_DEVIATION_WEIGHT * |latency - arm mean|`` with
+``ABS_DEVIATION_WEIGHT = STD_WEIGHT * sqrt(pi/2)`` (because ``E|X - mean| = std * sqrt(2/pi)``).
+LinUCB regresses both parts on the context (see its docstring).
 
 Scale: every score is divided by a latency scale learned online, the mean latency of the first
 ``scale_requests`` successful requests, so indices and exploration constants mean the same on a
@@ -148,7 +149,9 @@ class Bandit(ABC):
         scale_requests: int = 5,
     ):
         _check(
-            isinstance(max_draft_length, int) and not isinstance(max_draft_length, bool) and max_draft_length >= 1,
+            isinstance(max_draft_length, int)
+            and not isinstance(max_draft_length, bool)
+            and max_draft_length >= 1,
             f"max_draft_length must be an integer >= 1, got {max_draft_length!r}",
         )
         _check(
@@ -296,14 +299,6 @@ class Bandit(ABC):
         total = float(n.sum())
         pooled = math.sqrt(float(n @ (std * std)) / total) if total > 0.0 else 0.0
         return MEAN_WEIGHT * max(pooled, MIN_NOISE)
-
-    def request_loss(self, arm: int, latency_ms: float) -> float:
-        """Per-request loss (scale units) whose expectation is the arm's Gaussian SLO score."""
-        n, mean, _ = self.moments()
-        ratio = latency_ms / (self.scale or latency_ms)
-        # An arm's first request has no mean to deviate from: it is charged its mean part only.
-        deviation = abs(ratio - mean[arm]) if n[arm] > 0.0 else 0.0
-        return MEAN_WEIGHT * ratio + ABS_DEVIATION_WEIGHT * deviation
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -496,8 +491,16 @@ class EXP3(Bandit):
     def _choose(self, observation: np.ndarray) -> int:
         return int(self._rng.choice(self.n_arms, p=self.probabilities()))
 
+    def _request_loss(self, arm: int, latency_ms: float) -> float:
+        """Per-request loss (scale units) whose expectation is the arm's Gaussian SLO score."""
+        n, mean, _ = self.moments()
+        ratio = latency_ms / (self.scale or latency_ms)
+        # An arm's first request has no mean to deviate from: it is charged its mean part only.
+        deviation = abs(ratio - mean[arm]) if n[arm] > 0.0 else 0.0
+        return MEAN_WEIGHT * ratio + ABS_DEVIATION_WEIGHT * deviation
+
     def _learn(self, arm: int, latency_ms: float, context: np.ndarray | None) -> None:
-        loss = self.request_loss(arm, latency_ms)
+        loss = self._request_loss(arm, latency_ms)
         unit_loss = min(max((loss - self.loss_low) / (self.loss_high - self.loss_low), 0.0), 1.0)
         self._log_weights[arm] -= self.learning_rate * unit_loss / self.probabilities()[arm]
 
@@ -512,13 +515,20 @@ class EXP3(Bandit):
 
 
 class LinUCB(Bandit):
-    """Disjoint LinUCB (Li et al. 2010): per arm, ridge regression of the reward on the context
-    ``x = [observation, 1]`` (shape ``(n_features + 1,)``); pull ``argmax theta_k.x + alpha * noise *
-    sqrt(x' A_k^-1 x)`` (``noise()`` makes ``alpha`` dimensionless, as in ``UCB1``).
+    """Disjoint LinUCB (Li et al. 2010) with a risk-aware, context-dependent score.
 
-    The reward is ``MEAN_WEIGHT - loss`` (scale units), centred so that 0 means "scores like the
-    reference latency" and the ridge prior ``theta = 0`` is neutral rather than wildly optimistic.
-    ``A_k^-1`` is kept directly (Sherman-Morrison updates), so a decision is two small einsums.
+    Per arm, two ridge regressions on the context ``x = [observation, 1]`` (shape ``(n_features +
+    1,)``) sharing ``A_k = ridge * I + sum x x'``: the latency ratio (minus 1, so the prior ``theta =
+    0`` means "the reference latency") and the absolute deviation of the latency ratio from the
+    mean prediction for that context. The score in context ``x`` is ``MEAN_WEIGHT * mean(x) +
+    ABS_DEVIATION_WEIGHT * deviation(x)`` (the Gaussian SLO score, with ``E|X - mean| = std *
+    sqrt(2/pi)``), and the pulled arm is ``argmax -score + alpha * sqrt(x' A_k^-1 x)``.
+
+    Deviations are measured from the context's prediction, not the arm's overall mean, so a latency
+    swing that the context explains (load) is not mistaken for risk. ``alpha`` is in scale units and
+    not multiplied by the measured noise as in ``UCB1``: LinUCB's width must also cover the bias of
+    the ridge prior (an arm seen once, in another context), which does not shrink with the noise.
+    ``A_k^-1`` is kept directly (Sherman-Morrison updates).
     """
 
     name = "linucb"
@@ -527,14 +537,16 @@ class LinUCB(Bandit):
         self,
         max_draft_length: int = 8,
         *,
-        alpha: float = 1.0,
+        alpha: float = 0.5,
         ridge: float = 1.0,
         n_features: int = len(OBSERVATION_FEATURES),
         **common: Any,
     ):
         _check(alpha >= 0.0, f"alpha must be >= 0, got {alpha!r}")
         _check(ridge > 0.0, f"ridge must be > 0, got {ridge!r}")
-        _check(isinstance(n_features, int) and n_features >= 0, f"n_features must be >= 0, got {n_features!r}")
+        _check(
+            isinstance(n_features, int) and n_features >= 0, f"n_features must be >= 0, got {n_features!r}"
+        )
         self.alpha = float(alpha)
         self.ridge = float(ridge)
         self.n_features = n_features
@@ -553,23 +565,32 @@ class LinUCB(Bandit):
 
     def _choose(self, observation: np.ndarray) -> int:
         x = self._features(observation)
-        a_inv_x = self._a_inv @ x  # (K, d)
-        theta_x = np.einsum("kij,kj->ki", self._a_inv, self._b) @ x
+        a_inv_x = self._a_inv @ x  # (K, d); A_k^-1 is symmetric, so theta_k . x = b_k . (A_k^-1 x)
+        mean_offset, deviation = np.einsum("kcd,kd->ck", self._b, a_inv_x)
+        score = MEAN_WEIGHT * (1.0 + mean_offset) + ABS_DEVIATION_WEIGHT * deviation
         width = np.sqrt(np.maximum(a_inv_x @ x, 0.0))
-        return int(np.argmax(theta_x + self.alpha * self.noise() * width))
+        return int(np.argmax(-score + self.alpha * width))
 
     def _learn(self, arm: int, latency_ms: float, context: np.ndarray | None) -> None:
         _check(context is not None, "linucb needs act(observation) before update")
         x = self._features(context)
-        reward = MEAN_WEIGHT - self.request_loss(arm, latency_ms)
         a_inv_x = self._a_inv[arm] @ x
+        ratio = latency_ms / self.scale
+        residual = abs(ratio - 1.0 - self._b[arm, 0] @ a_inv_x)
         self._a_inv[arm] -= np.outer(a_inv_x, a_inv_x) / (1.0 + x @ a_inv_x)
-        self._b[arm] += reward * x
+        self._b[arm, 0] += (ratio - 1.0) * x
+        self._b[arm, 1] += residual * x
 
     def _reset_learner(self) -> None:
         d = self.n_features + 1
-        self._a_inv = np.tile(np.eye(d) / self.ridge, (self.n_arms, 1, 1))
-        self._b = np.zeros((self.n_arms, d))
+        # The prior: prior_count pseudo-requests per arm in the bias-only context, with the latency
+        # ratio and spread of the shared prior (``Bandit`` docstring); none when prior_count is 0.
+        a = np.eye(d) * self.ridge
+        a[-1, -1] += self.prior_count
+        self._a_inv = np.tile(np.linalg.inv(a), (self.n_arms, 1, 1))
+        self._b = np.zeros((self.n_arms, 2, d))  # [:, 0] latency ratio - 1, [:, 1] absolute deviation
+        self._b[:, 0, -1] = self.prior_count * (self._prior_ratio - 1.0)
+        self._b[:, 1, -1] = self.prior_count * self.prior_std * math.sqrt(2.0 / math.pi)
 
     def _learner_state(self) -> dict[str, Any]:
         return {"a_inv": self._a_inv.tolist(), "b": self._b.tolist()}
@@ -580,6 +601,7 @@ class LinUCB(Bandit):
 
 
 BANDITS: dict[str, type[Bandit]] = {
-    cls.name: cls for cls in (EpsilonGreedy, UCB1, SlidingWindowUCB, DiscountedUCB, GaussianThompson, EXP3, LinUCB)
+    cls.name: cls
+    for cls in (EpsilonGreedy, UCB1, SlidingWindowUCB, DiscountedUCB, GaussianThompson, EXP3, LinUCB)
 }
 """Bandit classes by policy name."""

@@ -32,10 +32,14 @@ class FixedPolicy:
 
     def __init__(self, draft_length: int, max_draft_length: int = 8):
         self.max_draft_length = _check_max_draft_length(max_draft_length)
-        if isinstance(draft_length, bool) or not isinstance(draft_length, int) or not (
-            1 <= draft_length <= max_draft_length
+        if (
+            isinstance(draft_length, bool)
+            or not isinstance(draft_length, int)
+            or not (1 <= draft_length <= max_draft_length)
         ):
-            raise ValueError(f"draft_length must be an integer in 1..{max_draft_length}, got {draft_length!r}")
+            raise ValueError(
+                f"draft_length must be an integer in 1..{max_draft_length}, got {draft_length!r}"
+            )
         self.draft_length = draft_length
         self.name = f"fixed_{draft_length}"
 
@@ -141,8 +145,10 @@ class HaloSpecAdaptive:
             self._calibrate()
         if result.success:
             latency = int(result.latency_ms)
-            self.ema_ms = latency if self.ema_ms is None else (
-                self.EMA_ALPHA * latency + (1.0 - self.EMA_ALPHA) * self.ema_ms
+            self.ema_ms = (
+                latency
+                if self.ema_ms is None
+                else (self.EMA_ALPHA * latency + (1.0 - self.EMA_ALPHA) * self.ema_ms)
             )
             self.last_latency_ms = int(self.ema_ms)
             self.draft_len = draft_length

@@ -93,7 +93,9 @@ def load_policy(path: str | Path) -> Policy:
         kwargs = document.get("kwargs", {})
         state = document.get("state", {})
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{str(path)!r} is not a saved policy (JSON with name, kwargs, state): {error!r}") from error
+        raise ValueError(
+            f"{str(path)!r} is not a saved policy (JSON with name, kwargs, state): {error!r}"
+        ) from error
     try:
         policy = make_policy(name, max_draft_length, **kwargs)
         policy.load_state_dict(state)

@@ -13,7 +13,9 @@ from halospec_rl.backends.base import RequestResult
 OBS = np.zeros(10, dtype=np.float32)
 
 
-def ok(latency_ms: float, k: int = 4, phase: str = "steady", drafted: int = -1, accepted: int = -1) -> RequestResult:
+def ok(
+    latency_ms: float, k: int = 4, phase: str = "steady", drafted: int = -1, accepted: int = -1
+) -> RequestResult:
     return RequestResult(True, latency_ms, 64, k, drafted=drafted, accepted=accepted, phase=phase)
 
 
