@@ -132,7 +132,7 @@ def create_app(
     *,
     model_name: str = "halospec-rl",
     default_draft_length: int = 4,
-    max_tokens_limit: int = 512,
+    max_tokens_limit: int = 256,
 ) -> FastAPI:
     """The FastAPI app serving ``backend``.
 
@@ -148,11 +148,22 @@ def create_app(
     lock = asyncio.Lock()
     last_result: dict[str, Any] = {}  # the previous request's result, the policy's info
 
+    def prompt_tokens(prompt: Prompt) -> int:
+        # The embedded decoder reads bytes and cuts the prompt to fit its context; it says how.
+        if hasattr(backend, "prompt_bytes"):
+            return len(backend.prompt_bytes(prompt))
+        return len(prompt.text.encode("utf-8"))
+
     def serve_one(prompt: Prompt, draft_length: int | None) -> RequestResult:
         # Runs in a worker thread while the lock is held, so the policy state is never shared.
-        if draft_length is None:
-            draft_length = default_draft_length if policy is None else policy.choose(None, dict(last_result))
-            check_draft_length(draft_length, backend.max_draft_length)
+        if draft_length is None and policy is None:
+            draft_length = default_draft_length
+        elif draft_length is None:
+            draft_length = policy.choose(None, dict(last_result))
+            try:
+                check_draft_length(draft_length, backend.max_draft_length)
+            except ValueError as exc:  # the server's fault, not the request's: a 500, not a 400
+                raise RuntimeError(f"the policy chose an invalid draft length: {exc}") from None
         result = backend.generate(prompt, draft_length)
         if policy is not None:
             policy.update(result)
@@ -187,7 +198,8 @@ def create_app(
                 return _error(500, f"{type(exc).__name__}: {exc}", "server_error")
         if not result.success:
             return _error(500, f"generation failed: {result.error}", "server_error")
-        return JSONResponse(_completion(result, prompt, stops, body.get("model") or model_name))
+        reply = _completion(result, prompt, prompt_tokens(prompt), stops, body.get("model") or model_name)
+        return JSONResponse(reply)
 
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "halospec-rl"}]}
@@ -209,7 +221,9 @@ def create_app(
     return app
 
 
-def _completion(result: RequestResult, prompt: Prompt, stops: list[str], model: str) -> dict[str, Any]:
+def _completion(
+    result: RequestResult, prompt: Prompt, prompt_tokens: int, stops: list[str], model: str
+) -> dict[str, Any]:
     """An OpenAI chat completion for one served request, with llama.cpp-style ``timings``."""
     text = result.text
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
@@ -218,7 +232,6 @@ def _completion(result: RequestResult, prompt: Prompt, stops: list[str], model: 
         text, finish = text[:cut], "stop"
     else:
         finish = "length" if result.tokens >= prompt.max_tokens else "stop"
-    prompt_tokens = len(prompt.text)  # the embedded decoder reads characters (one token each)
     seconds = result.latency_ms / 1000.0
     timings = {
         "prompt_n": prompt_tokens,
@@ -282,7 +295,7 @@ def serve(
     policy: str | Path | None = None,
     model_name: str = "halospec-rl",
     default_draft_length: int = 4,
-    max_tokens_limit: int = 512,
+    max_tokens_limit: int = 256,
     log_level: str = "info",
     **backend_kwargs: Any,
 ) -> None:
@@ -306,8 +319,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``halospec-rl serve`` options (it serves the embedded decoder)."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s, HaloSpec's)")
-    parser.add_argument("--config", default="full", choices=("full", "tiny"), help="embedded decoder size")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="model cache of the embedded decoder")
+    from halospec_rl.decoder.train import CONFIGS
+
+    parser.add_argument(
+        "--config", default="full", choices=sorted(CONFIGS), help="embedded decoder model sizes"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="model cache (default: $HALOSPEC_CACHE_DIR or the user cache dir)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the embedded decoder")
     parser.add_argument(
         "--policy", type=Path, default=None, help="trained agent choosing k when a request sets none"
@@ -315,7 +337,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--default-draft-length", type=int, default=4, help="k when neither request nor policy sets one"
     )
-    parser.add_argument("--max-tokens-limit", type=int, default=512, help="largest max_tokens accepted")
+    parser.add_argument("--max-tokens-limit", type=int, default=256, help="largest max_tokens accepted")
     parser.add_argument("--model-name", default="halospec-rl", help="model id listed by /v1/models")
 
 

@@ -48,7 +48,7 @@ def _count(value: Any, where: str) -> int:
     return int(value)
 
 
-def parse_completion(data: Any) -> tuple[str, int, int, int, int]:
+def _parse_completion(data: Any) -> tuple[str, int, int, int, int]:
     """Read ``(text, completion_tokens, draft_n, draft_n_accepted, rounds)`` from a chat completion.
 
     The text is ``message.content``, else ``message.reasoning_content``, else ``choices[0].text``
@@ -235,7 +235,7 @@ class HttpBackend:
             data = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise _RequestFailed(f"malformed JSON in the response: {response.text[:80]!r}") from None
-        return parse_completion(data)
+        return _parse_completion(data)
 
     def health_check(self) -> list[str]:
         """Check that an OpenAI-compatible server answers at ``base_url``; return its model ids.

@@ -1,0 +1,204 @@
+"""`halospec-rl serve`: the embedded decoder (tiny config) behind the OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from halospec_rl.backends import Prompt, RequestResult
+from halospec_rl.server import add_serve_arguments, create_app, load_policy, serve_in_thread
+
+MESSAGES = [
+    {"role": "system", "content": "Complete the code."},
+    {"role": "user", "content": "def add(a, b):\n"},
+]
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    from halospec_rl.backends.embedded import EmbeddedBackend
+
+    # Same dir as tests/test_decoder.py: the session builds the tiny models once.
+    backend = EmbeddedBackend(config="tiny", cache_dir=tmp_path_factory.getbasetemp() / "halospec-tiny-cache")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def url(embedded):
+    with serve_in_thread(create_app(embedded, max_tokens_limit=64)) as base_url:
+        yield base_url
+
+
+def chat(base_url: str, path: str = "/v1/chat/completions", **body) -> httpx.Response:
+    return httpx.post(base_url + path, json={"messages": MESSAGES, "max_tokens": 12, **body}, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "k"),
+    [
+        ("/v1/chat/completions", "speculative_draft_length", 3),
+        ("/api/v1/chat/completions", "speculative.n_max", 5),
+        ("/v1/chat/completions", "speculative.n_max", 0),
+    ],
+)
+def test_completion_honours_either_draft_field(url, path, field, k):
+    extra = {"speculative.n_min": 0} if field == "speculative.n_max" else {}
+    response = chat(url, path, **{field: k}, **extra, temperature=0, stop=["@@never@@"])
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["object"] == "chat.completion" and data["model"] == "halospec-rl"
+    choice = data["choices"][0]
+    assert choice["message"]["role"] == "assistant" and isinstance(choice["message"]["content"], str)
+    usage, timings = data["usage"], data["timings"]
+    assert 0 < usage["completion_tokens"] <= 12 and usage["prompt_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert timings["draft_length"] == k and timings["predicted_n"] == usage["completion_tokens"]
+    assert 0 <= timings["draft_n_accepted"] <= timings["draft_n"] <= k * timings["rounds"]
+    assert (timings["draft_n"] > 0) == (k > 0)
+
+
+def test_greedy_replies_are_identical_whatever_the_draft_length(url):
+    """Exact speculative sampling at temperature 0 reproduces the target's greedy text."""
+    texts = {
+        chat(url, speculative_draft_length=k).json()["choices"][0]["message"]["content"] for k in (0, 2, 6)
+    }
+    assert len(texts) == 1
+
+
+def test_models_and_health(url):
+    for path in ("/v1/models", "/api/v1/models"):
+        assert httpx.get(url + path).json()["data"][0]["id"] == "halospec-rl"
+    health = httpx.get(url + "/health").json()
+    assert health["status"] == "ok" and health["backend"] == "embedded" and health["policy"] is None
+    assert health["max_draft_length"] == 8
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        ({"max_tokens": 8}, "messages must be a non-empty list"),
+        ({"messages": []}, "messages must be a non-empty list"),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages contain no text"),
+        ({"messages": [{"role": "user"}]}, "messages[0] must be an object with a string content"),
+        (
+            {"messages": MESSAGES, "speculative_draft_length": 9},
+            "speculative_draft_length must be an integer in 0..8, got 9",
+        ),
+        (
+            {"messages": MESSAGES, "speculative.n_max": -1},
+            "speculative.n_max must be an integer in 0..8, got -1",
+        ),
+        ({"messages": MESSAGES, "speculative_draft_length": "3"}, "got '3'"),
+        ({"messages": MESSAGES, "speculative_draft_length": 2, "speculative.n_max": 3}, "disagree"),
+        ({"messages": MESSAGES, "max_tokens": 0}, "max_tokens must be an integer in 1..64, got 0"),
+        ({"messages": MESSAGES, "max_tokens": 65}, "max_tokens must be an integer in 1..64, got 65"),
+        ({"messages": MESSAGES, "max_tokens": 1.5}, "max_tokens must be an integer"),
+        ({"messages": MESSAGES, "stream": True}, "streaming is not supported"),
+        ({"messages": MESSAGES, "stop": [""]}, "stop must be"),
+    ],
+)
+def test_bad_input_is_rejected_with_400_and_a_message(url, body, message):
+    if isinstance(body, bytes):
+        response = httpx.post(
+            url + "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+        )
+    else:
+        response = httpx.post(url + "/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert message in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_eight_concurrent_clients_all_get_answers(url):
+    def one(i: int) -> httpx.Response:
+        return chat(url, speculative_draft_length=i % 4, seed=i, max_tokens=8)
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(one, i) for i in range(8)]
+        assert httpx.get(url + "/health", timeout=30).status_code == 200  # the loop answers meanwhile
+        responses = [f.result() for f in futures]
+    assert [r.status_code for r in responses] == [200] * 8
+    assert sorted(r.json()["timings"]["draft_length"] for r in responses) == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+class CountingPolicy:
+    """A stand-in trained agent: picks 2, then 1 + the previous request's draft length."""
+
+    def __init__(self):
+        self.infos: list[dict] = []
+        self.results: list[RequestResult] = []
+
+    def choose(self, observation, info) -> int:
+        assert observation is None
+        self.infos.append(info)
+        return 2 if not info else info["draft_length"] % 8 + 1
+
+    def update(self, result: RequestResult) -> None:
+        self.results.append(result)
+
+
+def test_a_policy_picks_the_draft_length_of_requests_without_one(embedded):
+    policy = CountingPolicy()
+    with serve_in_thread(create_app(embedded, policy)) as base_url:
+        chosen = [chat(base_url).json()["timings"]["draft_length"] for _ in range(2)]
+        pinned = chat(base_url, speculative_draft_length=7).json()["timings"]["draft_length"]
+        after = chat(base_url).json()["timings"]["draft_length"]
+        assert httpx.get(base_url + "/health").json()["policy"] == "CountingPolicy"
+    assert chosen == [2, 3] and pinned == 7 and after == 8
+    assert len(policy.infos) == 3 and len(policy.results) == 4  # every served request updates it
+    assert policy.infos[1]["tokens"] == policy.results[0].tokens
+
+
+class BrokenBackend:
+    """Fails every other request: a failed RequestResult, then an exception."""
+
+    name = "broken"
+    max_draft_length = 8
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, prompt: Prompt, draft_length: int) -> RequestResult:
+        self.calls += 1
+        if self.calls % 2:
+            return RequestResult(False, 1.0, 0, draft_length, error="out of memory")
+        raise RuntimeError("decoder crashed")
+
+
+def test_backend_failures_are_500s_and_the_server_stays_up():
+    with serve_in_thread(create_app(BrokenBackend())) as base_url:
+        first, second = chat(base_url), chat(base_url)
+        assert httpx.get(base_url + "/health").status_code == 200
+    assert first.status_code == 500 and "out of memory" in first.json()["error"]["message"]
+    assert second.status_code == 500 and "RuntimeError: decoder crashed" in second.json()["error"]["message"]
+
+
+def test_policy_loading_needs_agents_load_policy(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "agents", types.ModuleType("agents"))  # a package without it
+    with pytest.raises(RuntimeError, match="needs agents.load_policy"):
+        load_policy(tmp_path / "bandit.json")
+    fake = types.ModuleType("agents")
+    fake.load_policy = lambda path: ("loaded", path)
+    monkeypatch.setitem(sys.modules, "agents", fake)
+    assert load_policy("p.zip") == ("loaded", "p.zip")
+
+
+def test_serve_arguments():
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(["--port", "8080", "--config", "tiny", "--policy", "agent.zip"])
+    assert (args.host, args.port, args.config, str(args.policy), args.default_draft_length) == (
+        "127.0.0.1",
+        8080,
+        "tiny",
+        "agent.zip",
+        4,
+    )
