@@ -55,6 +55,11 @@ MIN_NOISE = 0.01
 """Floor of the pooled latency std (scale units) used for confidence widths: 1% of the scale."""
 
 
+def gaussian_score(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """HaloSpec's score of Gaussian latencies, ``avg + 0.5 * p95 + 0.2 * stddev``, elementwise."""
+    return MEAN_WEIGHT * mean + STD_WEIGHT * std
+
+
 class ArmStatistics:
     """Weighted count, sum and sum of squares of latencies (ms) per arm, vectorised over arms.
 
@@ -215,24 +220,23 @@ class Bandit(ABC):
         self._rng = np.random.default_rng(seed)
 
     def act(self, observation: np.ndarray) -> int:
-        self._context = observation
-        if self.sweep_first:
-            if self.prior_count > 0.0 and self.scale is None:
-                # The prior is in units of the scale: until the first success, serve the default.
-                return self.initial_draft_length
-            if self.prior_count == 0.0:
-                tried = self.stats.count > 0.0
-                for arm, _ in self._pending:
-                    tried[arm] = True
-                untried = self._sweep_order[~tried[self._sweep_order]]
-                if untried.size:
-                    return int(untried[0]) + 1
+        # A copy: the context must still be the one acted on when update() arrives.
+        self._context = None if observation is None else np.array(observation, dtype=float)
+        # The prior is in units of the scale, so until the first success it sweeps too (the default
+        # arm first, then the next one if that failed).
+        if self.sweep_first and (self.prior_count == 0.0 or self.scale is None):
+            tried = self.stats.count > 0.0
+            for arm, _ in self._pending:
+                tried[arm] = True
+            untried = self._sweep_order[~tried[self._sweep_order]]
+            if untried.size:
+                return int(untried[0]) + 1
         return self._choose(observation) + 1
 
     def update(self, draft_length: int, result: RequestResult, observation: np.ndarray) -> None:
         arm = draft_length - 1
         _check(0 <= arm < self.n_arms, f"draft_length must be in 1..{self.n_arms}, got {draft_length!r}")
-        context = None if self._context is None else np.asarray(self._context, dtype=float)
+        context = self._context
         if result.success:
             latency = float(result.latency_ms)
             if self._scale_n < self.scale_requests:
@@ -276,7 +280,8 @@ class Bandit(ABC):
     @property
     def scale(self) -> float | None:
         """Latency scale (ms): mean of the first ``scale_requests`` successes; None before any."""
-        return self._scale_sum / self._scale_n if self._scale_n else None
+        # Floored so that a backend reporting 0 ms cannot divide by zero.
+        return max(self._scale_sum / self._scale_n, 1e-6) if self._scale_n else None
 
     def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(n, mean, std)`` per arm in units of the scale, the prior pooled in."""
@@ -289,16 +294,7 @@ class Bandit(ABC):
     def score_estimates(self) -> np.ndarray:
         """Estimated SLO score per arm in units of the scale (lower is better), shape ``(n_arms,)``."""
         _, mean, std = self.moments()
-        return MEAN_WEIGHT * mean + STD_WEIGHT * std
-
-    def noise(self) -> float:
-        """Typical per-request noise of a score estimate (scale units): ``MEAN_WEIGHT`` times the
-        pooled latency std over all arms, floored at ``MIN_NOISE``. Confidence widths are multiples
-        of it, so exploration constants are dimensionless and adapt to how noisy the backend is."""
-        n, _, std = self.moments()
-        total = float(n.sum())
-        pooled = math.sqrt(float(n @ (std * std)) / total) if total > 0.0 else 0.0
-        return MEAN_WEIGHT * max(pooled, MIN_NOISE)
+        return gaussian_score(mean, std)
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -363,8 +359,9 @@ class UCB1(Bandit):
     """UCB1 on the negated score: ``-score + c * noise * sqrt(2 ln t / n)``, highest index wins.
 
     Rewards are not in [0, 1] as textbook UCB1 assumes, so the width is scaled by the measured
-    ``noise()`` (as UCB1-Normal does), making ``c`` dimensionless; ``c = 1`` is the sub-Gaussian
-    textbook width. Unexplored arms (``n == 0``) have an infinite index; ``t`` is the total
+    noise, ``MEAN_WEIGHT`` times the latency std pooled over arms (as UCB1-Normal scales by the
+    std), making ``c`` dimensionless and adaptive to how noisy the backend is; ``c = 1`` is the
+    sub-Gaussian textbook width. Unexplored arms (``n == 0``) have an infinite index; ``t`` is the total
     (weighted) count, which the drift-following subclasses keep bounded.
     """
 
@@ -380,11 +377,14 @@ class UCB1(Bandit):
 
     def _choose(self, observation: np.ndarray) -> int:
         n, mean, std = self.moments()
-        score = MEAN_WEIGHT * mean + STD_WEIGHT * std
-        log_total = math.log(max(float(n.sum()), 1.0))
+        score = gaussian_score(mean, std)
+        total = float(n.sum())
+        # Noise of a score estimate: MEAN_WEIGHT times the latency std pooled over arms, floored.
+        pooled_std = math.sqrt(float(n @ (std * std)) / total) if total > 0.0 else 0.0
+        noise = MEAN_WEIGHT * max(pooled_std, MIN_NOISE)
         bonus = np.full(self.n_arms, np.inf)
         seen = n > 0.0
-        bonus[seen] = self.c * self.noise() * np.sqrt(2.0 * log_total / n[seen])
+        bonus[seen] = self.c * noise * np.sqrt(2.0 * math.log(max(total, 1.0)) / n[seen])
         return int(np.argmax(-score + bonus))
 
 
@@ -438,7 +438,7 @@ class GaussianThompson(Bandit):
         n, mean, std = self.moments()
         spread = np.sqrt((std * std + self.prior_std**2) / np.maximum(n, 1e-9))
         sampled_mean = mean + spread * self._rng.standard_normal(self.n_arms)
-        return int(np.argmin(MEAN_WEIGHT * sampled_mean + STD_WEIGHT * std))
+        return int(np.argmin(gaussian_score(sampled_mean, std)))
 
 
 class EXP3(Bandit):

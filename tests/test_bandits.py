@@ -131,6 +131,15 @@ def test_failures_are_priced_at_twice_the_worst_latency():
     assert fixed_penalty.stats.total[1] == 9000.0
 
 
+def test_prior_mode_moves_off_a_failing_default_arm():
+    policy = make_policy("thompson", prior_count=2.0)
+    policy.reset(seed=0)
+    observation = np.zeros(N_FEATURES)
+    assert policy.act(observation) == 4
+    policy.update(4, RequestResult(False, 0.0, 0, 4, error="oom"), observation)
+    assert policy.act(observation) == 5  # the next arm of the sweep order, not 4 again
+
+
 def test_always_failing_arm_is_avoided():
     arms = {k: (1000.0 + 30.0 * abs(k - 8), 20.0) for k in range(1, 9)}
     policy = make_policy("ucb1")
