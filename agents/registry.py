@@ -13,10 +13,12 @@ from typing import Any
 from agents.bandits import BANDITS
 from agents.base import Policy
 from agents.baselines import FixedPolicy, HaloSpecAdaptive, HFHeuristic
+from agents.model_based import SpeculationModelBandit
 
 DEFAULT_MAX_DRAFT_LENGTH = 8
-BANDIT_NAMES: tuple[str, ...] = tuple(BANDITS)
-"""``epsilon_greedy``, ``ucb1``, ``sw_ucb``, ``discounted_ucb``, ``thompson``, ``exp3``, ``linucb``."""
+BANDIT_NAMES: tuple[str, ...] = (*BANDITS, SpeculationModelBandit.name)
+"""``epsilon_greedy``, ``ucb1``, ``sw_ucb``, ``discounted_ucb``, ``thompson``, ``exp3``, ``linucb``,
+and the structured ``model_based`` (``agents.model_based``)."""
 HEURISTIC_NAMES: tuple[str, ...] = (HaloSpecAdaptive.name, HFHeuristic.name)
 
 
@@ -49,6 +51,8 @@ def make_policy(name: str, max_draft_length: int = DEFAULT_MAX_DRAFT_LENGTH, **k
             return HaloSpecAdaptive(max_draft_length, **kwargs)
         if name == HFHeuristic.name:
             return HFHeuristic(max_draft_length, **kwargs)
+        if name == SpeculationModelBandit.name:
+            return SpeculationModelBandit(max_draft_length, **kwargs)
         return BANDITS[name](max_draft_length, **kwargs)
     except TypeError as error:
         # An unexpected keyword: name the policy so a YAML typo is easy to find.
