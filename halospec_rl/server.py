@@ -26,9 +26,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -43,20 +42,36 @@ DRAFT_LENGTH_FIELDS = ("speculative_draft_length", "speculative.n_max")
 API_PREFIXES = ("/v1", "/api/v1")
 
 
-class Policy(Protocol):
-    """What the server needs of a trained agent to choose draft lengths (adaptive serving).
+class ServingPolicy:
+    """A trained agent choosing the draft length of requests that set none (adaptive serving).
 
-    ``choose`` gets ``observation=None`` (the server has no environment to build one) and ``info``,
-    the previous request's result as a dict (RequestResult fields; empty before the first request);
-    ``update`` gets every served request's result, so the agent can track its own state.
+    ``agent`` follows ``agents.base.Policy`` (``act(observation)``, ``update(k, result, observation)``)
+    and sees the environment's observation (``envs.observation``) of the stream of served requests,
+    as in training. Serving is one endless episode: the ``progress`` feature counts requests over
+    ``episode_length`` (the env's default, 100) and stays at 1 after that. Every served request
+    shapes the observation; the agent learns (``update``) only from the requests it chose.
     """
 
-    def choose(self, observation: Any, info: dict[str, Any]) -> int: ...
+    def __init__(self, agent: Any, episode_length: int = 100):
+        from envs.observation import ObservationTracker  # envs (gymnasium) only when serving an agent
 
-    def update(self, result: RequestResult) -> None: ...
+        self.agent = agent
+        self.name = str(getattr(agent, "name", type(agent).__name__))
+        self.max_draft_length = int(agent.max_draft_length)
+        self._tracker = ObservationTracker(self.max_draft_length, episode_length)
+
+    def choose(self) -> int:
+        """The agent's draft length for the next request."""
+        return int(self.agent.act(self._tracker.observation()))
+
+    def observe(self, result: RequestResult, chosen: bool) -> None:
+        """Account for a served request; ``chosen``: its draft length came from this policy."""
+        self._tracker.update(result, result.load)
+        if chosen:
+            self.agent.update(result.draft_length, result, self._tracker.observation())
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path) -> Any:
     """Load a trained agent with ``agents.load_policy(path)`` (imported only when asked for)."""
     try:
         from agents import load_policy as agents_load_policy
@@ -128,7 +143,7 @@ def requested_draft_length(body: dict[str, Any], max_draft_length: int) -> int |
 
 def create_app(
     backend: Backend,
-    policy: Policy | None = None,
+    policy: Any | None = None,
     *,
     model_name: str = "halospec-rl",
     default_draft_length: int = 4,
@@ -138,15 +153,21 @@ def create_app(
 
     Args:
         backend: serves each request (any Backend; the CLI uses the embedded decoder).
-        policy: chooses the draft length of requests that set none; None uses ``default_draft_length``.
+        policy: a trained agent (``agents.base.Policy``) choosing the draft length of requests that set
+            none, wrapped in a ServingPolicy; None uses ``default_draft_length``.
         model_name: the single model id listed by ``/v1/models`` (any requested ``model`` is accepted).
         default_draft_length: draft length when neither the request nor a policy sets one.
         max_tokens_limit: largest ``max_tokens`` accepted (default when absent: 64, HaloSpec's).
     """
     check_draft_length(default_draft_length, backend.max_draft_length)
+    serving = None if policy is None else ServingPolicy(policy)
+    if serving is not None and serving.max_draft_length > backend.max_draft_length:
+        raise ValueError(
+            f"policy {serving.name!r} chooses draft lengths up to {serving.max_draft_length}, "
+            f"above the backend's {backend.max_draft_length}"
+        )
     app = FastAPI(title="halospec-rl", description=__doc__)
     lock = asyncio.Lock()
-    last_result: dict[str, Any] = {}  # the previous request's result, the policy's info
 
     def prompt_tokens(prompt: Prompt) -> int:
         # The embedded decoder reads bytes and cuts the prompt to fit its context; it says how.
@@ -156,19 +177,18 @@ def create_app(
 
     def serve_one(prompt: Prompt, draft_length: int | None) -> RequestResult:
         # Runs in a worker thread while the lock is held, so the policy state is never shared.
-        if draft_length is None and policy is None:
-            draft_length = default_draft_length
-        elif draft_length is None:
-            draft_length = policy.choose(None, dict(last_result))
+        chosen = draft_length is None and serving is not None
+        if chosen:
+            draft_length = serving.choose()
             try:
                 check_draft_length(draft_length, backend.max_draft_length)
             except ValueError as exc:  # the server's fault, not the request's: a 500, not a 400
                 raise RuntimeError(f"the policy chose an invalid draft length: {exc}") from None
+        elif draft_length is None:
+            draft_length = default_draft_length
         result = backend.generate(prompt, draft_length)
-        if policy is not None:
-            policy.update(result)
-        last_result.clear()
-        last_result.update(asdict(result))
+        if serving is not None:
+            serving.observe(result, chosen)
         return result
 
     async def chat_completions(request: Request) -> JSONResponse:
@@ -210,7 +230,7 @@ def create_app(
             "backend": backend.name,
             "model": model_name,
             "max_draft_length": backend.max_draft_length,
-            "policy": None if policy is None else type(policy).__name__,
+            "policy": None if serving is None else serving.name,
         }
 
     for prefix in API_PREFIXES:

@@ -168,6 +168,18 @@ def test_a_hung_server_times_out_and_counts_as_failed():
     assert elapsed < 2 * HANG_S  # it gave up before the server answered
 
 
+def test_set_load_burns_cpu_here_and_labels_results():
+    with serve_in_thread(scripted_app([200])) as url:
+        backend = _client(url, load_processes=2)
+        backend.set_load(0.5, "load")
+        assert len(backend._burners.pids) == 1  # ceil(0.5 * 2)
+        result = backend.generate(Prompt(text="hello"), 1)
+        backend.set_load(0.0, "recovery")
+        assert not backend._burners.running
+        backend.close()
+    assert result.success and (result.load, result.phase) == (0.5, "load")
+
+
 def test_nothing_listening_fails_clearly():
     with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
         sock.bind(("127.0.0.1", 0))

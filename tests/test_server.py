@@ -8,8 +8,11 @@ import types
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 
+from agents import HaloSpecAdaptive, make_policy, save_policy
+from envs import OBSERVATION_FEATURES
 from halospec_rl.backends import Prompt, RequestResult
 from halospec_rl.server import add_serve_arguments, create_app, load_policy, serve_in_thread
 
@@ -129,41 +132,54 @@ def test_eight_concurrent_clients_all_get_answers(url):
     assert sorted(r.json()["timings"]["draft_length"] for r in responses) == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
-class CountingPolicy:
-    """A stand-in trained agent: picks 2, then 1 + the previous request's draft length."""
+class RecordingAdaptive(HaloSpecAdaptive):
+    """HaloSpec's controller (a real agent), recording what the server feeds it."""
 
     def __init__(self):
-        self.infos: list[dict] = []
-        self.results: list[RequestResult] = []
+        super().__init__(8)
+        self.observations: list[np.ndarray] = []
+        self.updates: list[tuple[int, RequestResult]] = []
 
-    def choose(self, observation, info) -> int:
-        assert observation is None
-        self.infos.append(info)
-        return 2 if not info else info["draft_length"] % 8 + 1
+    def act(self, observation: np.ndarray) -> int:
+        self.observations.append(observation)
+        return super().act(observation)
 
-    def update(self, result: RequestResult) -> None:
-        self.results.append(result)
+    def update(self, draft_length: int, result: RequestResult, observation: np.ndarray) -> None:
+        self.updates.append((draft_length, result))
+        super().update(draft_length, result, observation)
 
 
 def test_a_policy_picks_the_draft_length_of_requests_without_one(embedded):
-    policy = CountingPolicy()
-    with serve_in_thread(create_app(embedded, policy)) as base_url:
-        chosen = [chat(base_url).json()["timings"]["draft_length"] for _ in range(2)]
+    agent = RecordingAdaptive()
+    with serve_in_thread(create_app(embedded, agent)) as base_url:
+        chosen = [chat(base_url).json()["timings"]["draft_length"] for _ in range(3)]
         pinned = chat(base_url, speculative_draft_length=7).json()["timings"]["draft_length"]
-        after = chat(base_url).json()["timings"]["draft_length"]
-        assert httpx.get(base_url + "/health").json()["policy"] == "CountingPolicy"
-    assert chosen == [2, 3] and pinned == 7 and after == 8
-    assert len(policy.infos) == 3 and len(policy.results) == 4  # every served request updates it
-    assert policy.infos[1]["tokens"] == policy.results[0].tokens
+        chosen.append(chat(base_url).json()["timings"]["draft_length"])
+        assert httpx.get(base_url + "/health").json()["policy"] == "adaptive"
+    assert chosen[0] == 4 and all(1 <= k <= 8 for k in chosen) and pinned == 7  # HaloSpec starts at 4
+    # It learns from its own choices only, but sees every request in its observation.
+    assert [k for k, _ in agent.updates] == chosen
+    assert len(agent.observations) == 4 and agent.observations[0].shape == (len(OBSERVATION_FEATURES),)
+    last_k = agent.observations[3][OBSERVATION_FEATURES.index("draft_length_last_norm")]
+    assert last_k == pytest.approx(7 / 8)
+
+
+def test_serves_a_saved_agent_file(embedded, tmp_path):
+    path = save_policy(make_policy("ucb1"), tmp_path / "ucb1.json")
+    with serve_in_thread(create_app(embedded, load_policy(path))) as base_url:
+        ks = [chat(base_url, max_tokens=4).json()["timings"]["draft_length"] for _ in range(3)]
+    assert all(1 <= k <= 8 for k in ks)
+    with pytest.raises(ValueError, match="up to 8, above the backend's 4"):
+        create_app(BrokenBackend(max_draft_length=4), make_policy("ucb1"))
 
 
 class BrokenBackend:
     """Fails every other request: a failed RequestResult, then an exception."""
 
     name = "broken"
-    max_draft_length = 8
 
-    def __init__(self):
+    def __init__(self, max_draft_length: int = 8):
+        self.max_draft_length = max_draft_length
         self.calls = 0
 
     def generate(self, prompt: Prompt, draft_length: int) -> RequestResult:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from halospec_rl.backends.base import Prompt, RequestResult, check_draft_length
+from halospec_rl.load import DEFAULT_BURNERS, BurnerPool, burners_for_level
 
 DRAFT_FIELDS: dict[str, Callable[[int], dict[str, int]]] = {
     # Lemonade, as HaloSpec used it.
@@ -91,8 +92,8 @@ class HttpBackend:
         attempts: tries per request before it counts as failed.
         backoff_s: sleep before the second attempt, doubling before each later one (seconds).
         timeout_s: per-attempt timeout for connecting, sending and reading (seconds).
-        apply_load: run ``set_load``'s CPU contention on this machine (right for a local server);
-            False only records the level and phase in the results.
+        load_processes: CPU burners ``set_load`` runs on this machine at level 1 (right for a local
+            server, as HaloSpec's ``HALOSPEC_LOAD``); 0 only records the level and phase.
 
     ``latency_ms`` is the wall-clock time of the successful attempt alone (send to last byte read):
     what the server cost, not the client's retry waits; ``attempts`` counts the tries. A failed
@@ -113,7 +114,7 @@ class HttpBackend:
         attempts: int = 3,
         backoff_s: float = 0.4,
         timeout_s: float = 60.0,
-        apply_load: bool = True,
+        load_processes: int = DEFAULT_BURNERS,
     ):
         if draft_field not in DRAFT_FIELDS:
             raise ValueError(f"unknown draft_field {draft_field!r}; known: {', '.join(DRAFT_FIELDS)}")
@@ -132,27 +133,24 @@ class HttpBackend:
         self.attempts = int(attempts)
         self.backoff_s = float(backoff_s)
         self.timeout_s = float(timeout_s)
-        self.apply_load = apply_load
+        self.load_processes = int(load_processes)
         self._client = httpx.Client(timeout=httpx.Timeout(self.timeout_s))
         self._load = 0.0
         self._phase = "steady"
-        self._burners = None
+        self._burners = BurnerPool(0)
 
     # --------------------------------------------------------------------------------- protocol
     def reset(self, seed: int | None = None) -> None:
         """Nothing to reset: the server holds no episode state (prompts carry their own seeds)."""
 
     def set_load(self, level: float, phase: str = "steady") -> None:
-        """Record the contention level and phase; with ``apply_load`` also burn CPU at that level."""
-        if not 0.0 <= level <= 1.0:
-            raise ValueError(f"load level must be in 0..1, got {level!r}")
+        """Run ``ceil(level * load_processes)`` CPU burners from now on and label results with it."""
+        wanted = burners_for_level(level, self.load_processes)
+        if wanted != len(self._burners.pids):
+            self._burners.stop()
+            self._burners = BurnerPool(wanted)
+            self._burners.start()
         self._load, self._phase = float(level), phase
-        if self.apply_load and (level > 0 or self._burners is not None):
-            if self._burners is None:
-                from halospec_rl.load import BurnerPool
-
-                self._burners = BurnerPool()
-            self._burners.set_level(level)
 
     def generate(self, prompt: Prompt, draft_length: int) -> RequestResult:
         """POST one chat completion with up to ``attempts`` tries; never raises for a failed request."""
@@ -198,9 +196,7 @@ class HttpBackend:
     def close(self) -> None:
         """Close the connection pool and stop any CPU burners."""
         self._client.close()
-        if self._burners is not None:
-            self._burners.close()
-            self._burners = None
+        self._burners.stop()
 
     # ----------------------------------------------------------------------------------- helpers
     def request_body(self, prompt: Prompt, draft_length: int) -> dict[str, Any]:
