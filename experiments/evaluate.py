@@ -124,7 +124,10 @@ def mode_factories(args: argparse.Namespace) -> dict[str, Callable[[], agents.Po
                 raise SystemExit(f"error: unknown mode {name!r}; known: fixed, bandits, {', '.join(agents.POLICY_NAMES)}")
             factories[name] = lambda name=name: agents.make_policy(name, max_draft_length=k_max)
     for path in args.model:
-        name = agents.load_policy(path).name
+        try:
+            name = agents.load_policy(path).name
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: --model {path}: {exc}") from None
         unique = name
         for i in range(2, 100):
             if unique not in factories:

@@ -206,8 +206,11 @@ def train_bandit(config: dict[str, Any], env: HaloSpecEnv, run_dir: Path, logger
     """Online learning over consecutive episodes; the learner is not reset between them."""
     from tqdm import tqdm
 
-    policy = agents.make_policy(config["agent"], max_draft_length=config["max_draft_length"],
-                                **config["hyperparameters"])
+    try:
+        policy = agents.make_policy(config["agent"], max_draft_length=config["max_draft_length"],
+                                    **config["hyperparameters"])
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     policy.reset(config["seed"])
     charts = EpisodeCharts()
     observation, _ = env.reset(seed=config["seed"])
@@ -237,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     config = resolve_config(parser, args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = args.run_dir or Path("runs") / f"{config['agent']}__{config['scenario']}__{config['seed']}__{stamp}"
+    try:
+        env = make_env(config)  # before the run directory: bad YAML values (scenario, preset, ...) end here
+    except (ValueError, KeyError) as exc:
+        parser.error(str(exc))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
-    env = make_env(config)
     logger = configure(str(run_dir), ["tensorboard"])
     log_hyperparameters(logger, config)
     train = train_sb3 if config["agent"] in SB3_ALGORITHMS else train_bandit
