@@ -183,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     backend = build_backend(args)
     all_runs, scores = [], {mode: [] for mode in factories}
-    global_step = 0
     try:
         with ResultsWriter(out_dir / "results.csv") as writer:
             for seed in range(args.seed, args.seed + args.repeats):
                 run_records = []
+                global_step = 0  # each seed is one run; HaloSpec's CSV restarts global_step at 1 per run
                 for mode, factory in factories.items():
                     env = HaloSpecEnv(
                         backend=backend,
