@@ -5,8 +5,8 @@ Endpoints: ``POST /v1/chat/completions`` (alias ``/api/v1/chat/completions``, Ha
 
 The draft length of a request comes from Lemonade's ``speculative_draft_length`` or llama-server's
 ``speculative.n_max`` (both honoured; ``speculative.n_min`` is accepted and ignored because the
-embedded decoder always drafts exactly k tokens per round), else from the serving policy
-(``--policy``), else from ``default_draft_length``. Replies carry ``usage`` and llama.cpp-style
+embedded decoder drafts k tokens every round, fewer only where the output ends), else from the
+serving policy (``--policy``), else from ``default_draft_length``. Replies carry ``usage`` and llama.cpp-style
 ``timings`` (``draft_n``, ``draft_n_accepted``, plus our ``rounds`` and ``draft_length``).
 Sampling settings (temperature) are the backend's, fixed at startup; a request's ``temperature`` is
 accepted and ignored so HaloSpec-style clients work unchanged.
@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,7 @@ def create_app(
     model_name: str = "halospec-rl",
     default_draft_length: int = 4,
     max_tokens_limit: int = 256,
+    close_backend: bool = False,
 ) -> FastAPI:
     """The FastAPI app serving ``backend``.
 
@@ -158,6 +159,7 @@ def create_app(
         model_name: the single model id listed by ``/v1/models`` (any requested ``model`` is accepted).
         default_draft_length: draft length when neither the request nor a policy sets one.
         max_tokens_limit: largest ``max_tokens`` accepted (default when absent: 64, HaloSpec's).
+        close_backend: close ``backend`` when the app shuts down (the app owns it).
     """
     check_draft_length(default_draft_length, backend.max_draft_length)
     serving = None if policy is None else ServingPolicy(policy)
@@ -166,7 +168,16 @@ def create_app(
             f"policy {serving.name!r} chooses draft lengths up to {serving.max_draft_length}, "
             f"above the backend's {backend.max_draft_length}"
         )
-    app = FastAPI(title="halospec-rl", description=__doc__)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn re-raises SIGTERM after its graceful shutdown, so code after uvicorn.run may never
+        # run: the app's shutdown is the last sure moment to stop the backend's burner processes.
+        if close_backend:
+            backend.close()
+
+    app = FastAPI(title="halospec-rl", description=__doc__, lifespan=lifespan)
     lock = asyncio.Lock()
 
     def prompt_tokens(prompt: Prompt) -> int:
@@ -328,9 +339,10 @@ def serve(
             model_name=model_name,
             default_draft_length=default_draft_length,
             max_tokens_limit=max_tokens_limit,
+            close_backend=True,
         )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
-    finally:
+    finally:  # also when the app never started (a bad policy file, a port in use); close is idempotent
         served.close()
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
+import signal
+import socket
+import subprocess
 import sys
+import time
 import types
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,8 +17,10 @@ import pytest
 from agents import HaloSpecAdaptive, make_policy, save_policy
 from envs import OBSERVATION_FEATURES
 from halospec_rl.backends import Prompt, RequestResult
-from halospec_rl.server import add_serve_arguments, create_app, load_policy, serve_in_thread
+from halospec_rl.backends.http import HttpBackend, ServerUnavailableError
+from halospec_rl.server import create_app, load_policy, serve_in_thread
 
+TINY_CACHE = "halospec-tiny-cache"  # as tests/test_decoder.py: the session builds the tiny models once
 MESSAGES = [
     {"role": "system", "content": "Complete the code."},
     {"role": "user", "content": "def add(a, b):\n"},
@@ -26,8 +31,7 @@ MESSAGES = [
 def embedded(tmp_path_factory):
     from halospec_rl.backends.embedded import EmbeddedBackend
 
-    # Same dir as tests/test_decoder.py: the session builds the tiny models once.
-    backend = EmbeddedBackend(config="tiny", cache_dir=tmp_path_factory.getbasetemp() / "halospec-tiny-cache")
+    backend = EmbeddedBackend(config="tiny", cache_dir=tmp_path_factory.getbasetemp() / TINY_CACHE)
     yield backend
     backend.close()
 
@@ -207,14 +211,44 @@ def test_policy_loading_needs_agents_load_policy(monkeypatch, tmp_path):
     assert load_policy("p.zip") == ("loaded", "p.zip")
 
 
-def test_serve_arguments():
-    parser = argparse.ArgumentParser()
-    add_serve_arguments(parser)
-    args = parser.parse_args(["--port", "8080", "--config", "tiny", "--policy", "agent.zip"])
-    assert (args.host, args.port, args.config, str(args.policy), args.default_draft_length) == (
-        "127.0.0.1",
-        8080,
+def test_halospec_rl_serve_command(embedded, tmp_path_factory, tmp_path):
+    """The real command in a subprocess: tiny models from the session cache, a saved agent."""
+    agent = save_policy(make_policy("ucb1"), tmp_path / "ucb1.json")
+    with socket.socket() as sock:  # a free port (the server binds it a moment later)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cache = tmp_path_factory.getbasetemp() / TINY_CACHE
+    command = [
+        sys.executable,
+        "-m",
+        "halospec_rl.cli",
+        "serve",
+        "--config",
         "tiny",
-        "agent.zip",
-        4,
-    )
+        "--cache-dir",
+        str(cache),
+    ]
+    command += ["--port", str(port), "--policy", str(agent), "--model-name", "tiny"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = HttpBackend(f"http://127.0.0.1:{port}", path="/v1/chat/completions", backoff_s=0.01)
+    try:
+        deadline = time.monotonic() + 120  # generous: torch import and model load on a busy machine
+        while True:
+            try:
+                assert client.health_check() == ["tiny"]
+                break
+            except ServerUnavailableError:
+                assert server.poll() is None, server.communicate()[0]
+                assert time.monotonic() < deadline, "halospec-rl serve did not start within 120 s"
+                time.sleep(0.2)
+        result = client.generate(Prompt(text="def f(x):\n", max_tokens=8), 2)
+        assert result.success and result.draft_length == 2 and result.drafted > 0, result.error
+        adaptive = chat(client.base_url, max_tokens=8).json()  # no draft length: the agent picks
+        assert 1 <= adaptive["timings"]["draft_length"] <= 8
+        assert httpx.get(client.base_url + "/health").json()["policy"] == "ucb1"
+    finally:
+        client.close()
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    # A graceful shutdown; uvicorn then re-raises SIGTERM, so the exit status may say "terminated".
+    assert server.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output
