@@ -52,7 +52,7 @@ class SpeculationModelBandit:
     """Structured bandit over draft lengths 1..max_draft_length (see module docstring).
 
     Args:
-        forgetting: RLS forgetting factor per request (0.97: about 33 requests of memory), so the
+        forgetting: RLS forgetting factor per request (0.99: about 100 requests of memory), so the
             cost weights follow drift.
         acceptance_smoothing: weight of the newest request in the acceptance-rate average.
         confidence: width of the lower confidence bound, in residual standard deviations.
@@ -65,9 +65,9 @@ class SpeculationModelBandit:
     def __init__(
         self,
         max_draft_length: int = 8,
-        forgetting: float = 0.97,
+        forgetting: float = 0.99,
         acceptance_smoothing: float = 0.3,
-        confidence: float = 1.0,
+        confidence: float = 0.5,
         initial_draft_length: int = 4,
         initial_acceptance: float = 0.6,
     ):

@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 
 from agents import BANDIT_NAMES, load_policy, make_policy, save_policy
-from agents.bandits import MEAN_WEIGHT, STD_WEIGHT
+from agents.bandits import BANDITS, MEAN_WEIGHT, STD_WEIGHT
 from halospec_rl.backends.base import RequestResult
 from halospec_rl.metrics import slo_score
+
+# The structured model_based bandit assumes speculative decoding's cost model, which these toy
+# Gaussian arms do not follow; tests/test_model_based.py covers it on the simulator.
+ARM_BANDITS = tuple(BANDITS)
+assert set(ARM_BANDITS) < set(BANDIT_NAMES)
 
 N_FEATURES = 10
 
@@ -62,7 +67,7 @@ def test_toy_problem_rewards_score_not_mean():
     assert (MEAN_WEIGHT, round(STD_WEIGHT, 4)) == (1.5, 1.0224)
 
 
-@pytest.mark.parametrize("name", BANDIT_NAMES)
+@pytest.mark.parametrize("name", ARM_BANDITS)
 def test_each_bandit_finds_lowest_score_arm(name):
     policy = make_policy(name)
     policy.reset(seed=0)
@@ -107,7 +112,7 @@ def test_sweep_starts_at_default_and_prior_skips_it():
     policy.reset(seed=0)
     assert run(policy, [gaussian_world(TOY_ARMS)] * 8, 8) == [4, 5, 3, 6, 2, 7, 1, 8]
     flat = {k: (1000.0, 10.0) for k in range(1, 9)}
-    for name in BANDIT_NAMES:
+    for name in ARM_BANDITS:
         policy = make_policy(name, prior_count=3.0)
         policy.reset(seed=0)
         chosen = run(policy, [gaussian_world(flat)] * 10, 10)
@@ -158,7 +163,7 @@ def test_always_failing_arm_is_avoided():
     assert chosen.count(8) <= 3 and most_common(chosen[-100:]) == 7
 
 
-@pytest.mark.parametrize("name", BANDIT_NAMES)
+@pytest.mark.parametrize("name", ARM_BANDITS)
 def test_state_round_trip_continues_identically(name, tmp_path):
     policy = make_policy(name, max_draft_length=6)
     policy.reset(seed=3)
