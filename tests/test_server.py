@@ -9,6 +9,7 @@ import sys
 import time
 import types
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -229,7 +230,8 @@ def test_halospec_rl_serve_command(embedded, tmp_path_factory, tmp_path):
         str(cache),
     ]
     command += ["--port", str(port), "--policy", str(agent), "--model-name", "tiny"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    repo = Path(__file__).resolve().parents[1]  # so `-m halospec_rl.cli` works uninstalled too
+    server = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     client = HttpBackend(f"http://127.0.0.1:{port}", path="/v1/chat/completions", backoff_s=0.01)
     try:
         deadline = time.monotonic() + 120  # generous: torch import and model load on a busy machine
