@@ -4,6 +4,8 @@ path, and against small purpose-built loopback servers for every fault HaloSpec 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import socket
 import time
 
@@ -83,7 +85,8 @@ def test_a_short_benchmark_through_http_summarises(served):
 # ------------------------------------------------------------------------------- fault servers
 def scripted_app(script: list) -> FastAPI:
     """A chat endpoint whose n-th call follows script[n] (the last entry repeats): an HTTP status,
-    "hang" (answer after HANG_S), "garbage" (200 with broken JSON) or a dict to return as JSON."""
+    "hang" (answer after HANG_S), "garbage" (200 with broken JSON), "nan-draft" (a NaN count) or a
+    dict to return as JSON."""
     app = FastAPI()
     app.state.bodies = []
 
@@ -95,6 +98,10 @@ def scripted_app(script: list) -> FastAPI:
             await asyncio.sleep(HANG_S)
         elif action == "garbage":
             return Response('{"choices": [', media_type="application/json")
+        elif action == "nan-draft":  # valid to Python's json module, not to a count
+            return Response(
+                json.dumps({**GOOD_REPLY, "timings": {"draft_n": math.nan}}), media_type="application/json"
+            )
         elif isinstance(action, dict):
             return JSONResponse(action)
         elif action != 200:
@@ -144,6 +151,7 @@ def test_500_then_200_is_retried_and_succeeds():
         ([{"choices": []}], 3, "no choices[0]"),
         ([{"choices": [{"message": {"content": "x"}}]}], 3, "no usage.completion_tokens"),
         ([{**GOOD_REPLY, "usage": {"completion_tokens": "many"}}], 3, "usage.completion_tokens is 'many'"),
+        (["nan-draft"], 3, "timings.draft_n is nan"),
     ],
 )
 def test_each_failure_is_a_counted_failed_request(script, attempts, reason):

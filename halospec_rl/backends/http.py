@@ -44,7 +44,8 @@ class _RequestFailed(Exception):
 
 def _count(value: Any, where: str) -> int:
     """A non-negative integer count from a JSON response, or _RequestFailed naming the field."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
+    valid = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not valid or value < 0:
         raise _RequestFailed(f"malformed response: {where} is {value!r}, not a count")
     return int(value)
 
