@@ -190,16 +190,14 @@ def create_app(
         # Runs in a worker thread while the lock is held, so the policy state is never shared.
         chosen = draft_length is None and serving is not None
         if chosen:
-            draft_length = serving.choose()
-            try:
-                check_draft_length(draft_length, backend.max_draft_length)
-            except ValueError as exc:  # the server's fault, not the request's: a 500, not a 400
-                raise RuntimeError(f"the policy chose an invalid draft length: {exc}") from None
+            with _policy_fault():
+                draft_length = check_draft_length(serving.choose(), backend.max_draft_length)
         elif draft_length is None:
             draft_length = default_draft_length
         result = backend.generate(prompt, draft_length)
         if serving is not None:
-            serving.observe(result, chosen)
+            with _policy_fault():
+                serving.observe(result, chosen)
         return result
 
     async def chat_completions(request: Request) -> JSONResponse:
@@ -250,6 +248,16 @@ def create_app(
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/api/v1/health", health, methods=["GET"])
     return app
+
+
+@contextlib.contextmanager
+def _policy_fault() -> Iterator[None]:
+    """Any error of the serving policy is the server's fault: a RuntimeError (HTTP 500), even a
+    ValueError (which from the backend means a bad request, HTTP 400)."""
+    try:
+        yield
+    except Exception as exc:
+        raise RuntimeError(f"the serving policy failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _completion(

@@ -202,6 +202,18 @@ def test_backend_failures_are_500s_and_the_server_stays_up():
     assert second.status_code == 500 and "RuntimeError: decoder crashed" in second.json()["error"]["message"]
 
 
+def test_a_failing_policy_is_a_500():
+    agent = make_policy("fixed_3")
+    agent.act = lambda observation: 9  # beyond the backend's 0..8
+    with serve_in_thread(create_app(BrokenBackend(), agent)) as base_url:
+        response = chat(base_url)
+    assert response.status_code == 500
+    assert (
+        "serving policy failed: ValueError: draft_length must be in 0..8, got 9"
+        in response.json()["error"]["message"]
+    )
+
+
 def test_policy_loading_needs_agents_load_policy(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "agents", types.ModuleType("agents"))  # a package without it
     with pytest.raises(RuntimeError, match="needs agents.load_policy"):
