@@ -107,7 +107,17 @@ def build_backend(args: argparse.Namespace):
         if not args.replay_csv:
             raise SystemExit("error: --backend replay needs --replay-csv FILE")
         kwargs["path"] = args.replay_csv
-    return make_backend(args.backend, **kwargs)
+    backend = make_backend(args.backend, **kwargs)
+    if args.backend == "http":
+        from halospec_rl.backends.http import ServerUnavailableError
+
+        try:
+            backend.health_check()  # fail once, clearly, rather than print a table of failures
+        except ServerUnavailableError as exc:
+            backend.close()
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return backend
 
 
 def mode_factories(args: argparse.Namespace) -> dict[str, Callable[[], agents.Policy]]:
@@ -180,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     factories = mode_factories(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = args.out_dir or Path("results") / f"{args.backend}__{args.scenario}__{stamp}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     backend = build_backend(args)
+    out_dir.mkdir(parents=True, exist_ok=True)
     all_runs, scores = [], {mode: [] for mode in factories}
     try:
         with ResultsWriter(out_dir / "results.csv") as writer:
