@@ -27,7 +27,9 @@ import weakref
 from collections.abc import Callable, Mapping
 
 LOAD_ENV = "HALOSPEC_LOAD"
-DEFAULT_BURNERS = 2  # one per core of the 2-core reference machine: the decoder then gets about half a core
+# One burner per core plus one: with a 1-thread decoder that is cores + 2 runnable processes on
+# ``cores`` cores, so the decoder gets about cores / (cores + 2) of a core (half on 2 cores: ~2x latency).
+DEFAULT_BURNERS = (os.cpu_count() or 2) + 1
 
 # Run with ``python -c`` (no project import, so it starts in ~20 ms). argv[1] = parent pid.
 _BURNER_CODE = r"""

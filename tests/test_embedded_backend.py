@@ -16,7 +16,9 @@ def backend(tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "halospec-tiny-cache"
     build("tiny", cache, progress=False)
     previous = torch.get_num_threads()
-    with make_backend("embedded", config="tiny", cache_dir=cache, build_if_missing=False, load_processes=1) as b:
+    with make_backend(
+        "embedded", config="tiny", cache_dir=cache, build_if_missing=False, load_processes=1
+    ) as b:
         yield b
     torch.set_num_threads(previous)
 
