@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from halospec_rl.calibration import add_calibrate_arguments, run_calibrate
 from halospec_rl.server import add_serve_arguments, run_serve
 
 
@@ -48,6 +49,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "build": Subcommand("train and cache the decoder models ahead of time", _build_arguments, _build_run),
     "serve": Subcommand(
         "serve the embedded decoder over an OpenAI-compatible HTTP API", add_serve_arguments, run_serve
+    ),
+    "calibrate": Subcommand(
+        "fit a simulator preset to a recorded trace and report its error per draft length",
+        add_calibrate_arguments,
+        run_calibrate,
     ),
 }
 

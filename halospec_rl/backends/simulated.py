@@ -59,8 +59,13 @@ class SimulatorParams:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, float) and (not math.isfinite(value) or value < 0):
+            # presets are JSON: whole numbers arrive as int, so check every real number, not only floats
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                not math.isfinite(value) or value < 0
+            ):
                 raise ValueError(f"simulator parameter {f.name} must be finite and >= 0, got {value}")
+        if self.spike_prob > 1:
+            raise ValueError(f"simulator parameter spike_prob must be a probability in [0, 1], got {self.spike_prob}")
         missing = [d for d in DOMAINS if d not in self.domain_alpha]
         if missing:
             raise ValueError(f"simulator domain_alpha lacks domain(s) {missing}; it needs {list(DOMAINS)}")
