@@ -218,7 +218,25 @@ def read_results(path: str | Path) -> list[list[RequestRecord]]:
     path = Path(path)
     if not path.is_file():
         raise ResultsFileError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as f:
+    try:
+        runs = _read_runs(path)
+    except UnicodeDecodeError as exc:  # e.g. UTF-16, as Windows PowerShell 5.1 redirects text
+        raise ResultsFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ResultsFileError(f"{path}: not a CSV file ({exc})") from None
+    except OSError as exc:
+        raise ResultsFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not runs:
+        raise ResultsFileError(f"{path}: no data rows after the header")
+    return runs
+
+
+def _read_runs(path: Path) -> list[list[RequestRecord]]:
+    """The runs of ``path``; "row N" in errors is the file's line N (header = row 1).
+
+    utf-8-sig: a file saved by Excel or Windows PowerShell (HaloSpec runs there) starts with a BOM.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames
         if not header:
@@ -230,7 +248,8 @@ def read_results(path: str | Path) -> list[list[RequestRecord]]:
         reader.fieldnames = header
         known = [c for c in header if c in _FIELD_TYPES]
         runs: list[list[RequestRecord]] = []
-        for row_no, row in enumerate(reader, start=2):
+        for row in reader:
+            row_no = reader.line_num  # counts blank lines and quoted newlines too, as an editor does
             values = {}
             for c in known:
                 raw = row.get(c)
@@ -247,8 +266,6 @@ def read_results(path: str | Path) -> list[list[RequestRecord]]:
             if not runs or (record.global_step == 1 and runs[-1]):
                 runs.append([])
             runs[-1].append(record)
-    if not runs:
-        raise ResultsFileError(f"{path}: no data rows after the header")
     return runs
 
 
