@@ -124,6 +124,8 @@ class HaloSpecEnv(gym.Env):
     def step(self, action):
         if self._plan is None:
             raise RuntimeError("call reset() before step()")
+        if self._t >= self.warmup_steps + self.episode_length:
+            raise RuntimeError("the episode has terminated; call reset() before step()")
         if not self.action_space.contains(action):
             raise ValueError(
                 f"action {action!r} is outside the action space Discrete({self.max_draft_length}) "
@@ -147,7 +149,7 @@ class HaloSpecEnv(gym.Env):
         terminated = self._t == self.warmup_steps + self.episode_length
         next_measured = measured + 1
         next_load = float(plan.load[next_measured]) if 0 <= next_measured < len(plan) else load
-        self._tracker.update(result, next_load)
+        self._tracker.update(result, next_load, scored=measured >= 0)
 
         reward = 0.0
         info = {

@@ -16,7 +16,7 @@ index  name                       range    meaning
 5      tokens_per_round_norm      0..1     tokens per target pass / (max_draft_length + 1)
 6      draft_length_last_norm     0..1     last draft length / max_draft_length
 7      load                       0..1     contention level in force (scenario or measured)
-8      progress                   0..1     requests served / episode length
+8      progress                   0..1     measured requests / episode length (0 in warmup)
 9      failed_last                0..1     1 if the last request failed
 =====  =========================  =======  ==================================================
 """
@@ -72,9 +72,14 @@ class ObservationTracker:
         self._served = 0
         self._failed_last = 0.0
 
-    def update(self, result: RequestResult, next_load: float) -> None:
-        """Account for one served request; ``next_load`` is the level the next request will see."""
-        self._served += 1
+    def update(self, result: RequestResult, next_load: float, scored: bool = True) -> None:
+        """Account for one served request; ``next_load`` is the level the next request will see.
+
+        ``scored=False`` (a warmup request) feeds the latency features but not ``progress``, which
+        counts the episode's measured requests only, so it means the same with and without warmup.
+        """
+        if scored:
+            self._served += 1
         self._draft_length_last = result.draft_length
         self._load = next_load
         self._failed_last = 0.0 if result.success else 1.0
