@@ -5,12 +5,12 @@ All follow ``agents.base.Policy``; none reads the observation vector.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from halospec_rl.backends.base import RequestResult
+from halospec_rl.metrics import nearest_rank
 
 HALOSPEC_MAX_DRAFT_LENGTH = 8
 """HaloSpec clamps its draft length to 1..8."""
@@ -20,11 +20,6 @@ def _check_max_draft_length(max_draft_length: int) -> int:
     if isinstance(max_draft_length, bool) or not isinstance(max_draft_length, int) or max_draft_length < 1:
         raise ValueError(f"max_draft_length must be an integer >= 1, got {max_draft_length!r}")
     return max_draft_length
-
-
-def _nearest_rank(sorted_values: list[int], percentile: float) -> int:
-    """HaloSpec's nearest-rank percentile: ``sorted[ceil(p/100 * n) - 1]`` of a non-empty list."""
-    return sorted_values[max(math.ceil(percentile / 100.0 * len(sorted_values)), 1) - 1]
 
 
 class FixedPolicy:
@@ -162,8 +157,8 @@ class HaloSpecAdaptive:
     def _calibrate(self) -> None:
         if self.warmup_latencies_ms:
             ordered = sorted(self.warmup_latencies_ms)
-            self.low_ms = int(0.85 * _nearest_rank(ordered, 50))
-            self.high_ms = int(1.05 * _nearest_rank(ordered, 95))
+            self.low_ms = int(0.85 * nearest_rank(ordered, 50))
+            self.high_ms = int(1.05 * nearest_rank(ordered, 95))
         else:
             self.low_ms, self.high_ms = self.DEFAULT_LOW_MS, self.DEFAULT_HIGH_MS
 
