@@ -57,7 +57,11 @@ _LIVE_POOLS: weakref.WeakSet[BurnerPool] = weakref.WeakSet()
 
 
 class BurnerPool:
-    """``processes`` CPU-spinning child processes; ``start()``/``stop()`` or ``with BurnerPool(n):``."""
+    """``processes`` CPU-spinning child processes; ``start()``/``stop()`` or ``with BurnerPool(n):``.
+
+    Start it from a long-lived thread (normally the main one): Linux delivers the parent-death
+    signal when the *thread* that spawned a burner exits, not only when the process does.
+    """
 
     def __init__(self, processes: int = DEFAULT_BURNERS):
         self._children: list[subprocess.Popen] = []  # first, so __del__ works even if validation fails

@@ -27,7 +27,7 @@ from halospec_rl.decoder.cache import atomic_write_bytes, build_lock, cache_root
 from halospec_rl.decoder.corpus import training_text
 from halospec_rl.decoder.model import ByteTransformer, ModelConfig
 
-FORMAT_VERSION = 1  # bump when the model code or the corpus changes meaning
+FORMAT_VERSION = 2  # bump when the model code or the corpus changes meaning
 
 
 @dataclass(frozen=True)
