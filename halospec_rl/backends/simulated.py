@@ -25,6 +25,7 @@ It is a model, not the truth: ``fit`` reports its error per ``k`` against a meas
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -83,6 +84,7 @@ class SimulatorParams:
         return (self.overhead_ms + (1 + load * self.load_slowdown) * compute) * noise_mean * spike_mean
 
 
+@functools.lru_cache(maxsize=65536)  # calibration and model_based ask for the same grid points often
 def expected_rounds_drafted(draft_length: int, alpha: float, max_tokens: int) -> tuple[float, float]:
     """Exact expected (target passes, drafted tokens) of one request, by dynamic programming."""
     rounds = [0.0] * (max_tokens + 1)
