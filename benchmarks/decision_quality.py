@@ -41,7 +41,10 @@ def make_env(args, scenario: str) -> HaloSpecEnv:
 
 
 def train_ppo(args, scenario: str):
+    import torch
     from stable_baselines3 import PPO
+
+    torch.set_num_threads(1)  # a 64x64 MLP: one thread beats two contended ones
 
     from agents.sb3 import SB3Policy
 
