@@ -371,3 +371,13 @@ def test_bad_mode_or_model_file_gives_one_clear_error(
         assert needle.format(model=model) in message, (needle, message)
     assert "Traceback" not in capsys.readouterr().err
     assert not out_dir.exists()
+
+
+def test_http_backend_with_nothing_listening_names_the_url(tmp_path: Path, capsys) -> None:
+    out_dir = tmp_path / "never"
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main(["--backend", "http", "--base-url", "http://127.0.0.1:9", "--out-dir", str(out_dir)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing is listening at http://127.0.0.1:9" in err[0]
+    assert not out_dir.exists()
