@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,4 +189,4 @@ def test_prompt_text_is_deterministic_and_torch_free():
     with pytest.raises(ValueError, match="poetry"):
         prompt_text("poetry", 0)
     code = "import sys, halospec_rl.decoder.corpus as c; c.prompt_text('code', 1); assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

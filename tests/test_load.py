@@ -15,6 +15,7 @@ import pytest
 from halospec_rl.load import BurnerPool, HaloSpecLoad, burners_for_level
 
 GONE_WITHIN_S = 3.0
+REPO_ROOT = Path(__file__).resolve().parents[1]  # so ``python -c`` children import this checkout
 
 
 def _alive(pid: int) -> bool:
@@ -51,7 +52,7 @@ def _spawn_parent(body: str) -> tuple[subprocess.Popen, list[int]]:
         "pool.start()\n"
         "print(json.dumps(pool.pids), flush=True)\n" + body
     )
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     pids = json.loads(parent.stdout.readline())
     assert len(pids) == 2 and all(_alive(pid) for pid in pids)
     return parent, pids
