@@ -52,7 +52,9 @@ def _spawn_parent(body: str) -> tuple[subprocess.Popen, list[int]]:
         "pool.start()\n"
         "print(json.dumps(pool.pids), flush=True)\n" + body
     )
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    )
     pids = json.loads(parent.stdout.readline())
     assert len(pids) == 2 and all(_alive(pid) for pid in pids)
     return parent, pids
@@ -86,8 +88,9 @@ def test_burners_stopped_on_ctrl_c_and_normal_exit():
     parent.wait(timeout=10)
     assert _wait_gone(pids) == []
 
-    parent, pids = _spawn_parent("sys.exit(0)\n")
-    assert parent.wait(timeout=10) == 0
+    parent, pids = _spawn_parent("sys.stdin.readline()\nsys.exit(0)\n")  # exit once told to
+    parent.communicate("go\n", timeout=10)
+    assert parent.returncode == 0
     assert _wait_gone(pids) == []
 
 
