@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "backend": getattr(backend, "name", args.backend),
+               # what produced the numbers (models, torch threads, burners), where the backend says
+               "backend_description": backend.describe() if hasattr(backend, "describe") else {},
                "runs": [{"seed": seed, "modes": [s.to_dict() for s in stats]} for seed, stats, _ in all_runs]}
     if args.repeats > 1:
         table, rows = repeats_table(scores)

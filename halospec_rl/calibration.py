@@ -8,11 +8,13 @@ is plain decoding). What is fitted, in this order:
 1. ``domain_alpha``: per content domain, the acceptance rate whose expected target passes per token
    (``expected_rounds_drafted``) best match the measured ones (``rounds = tokens - accepted``).
    Needs ``drafted``/``accepted``; a trace without them (HaloSpec's) keeps the base preset's rates.
-2. ``overhead_ms``, ``target_pass_ms`` and the per-drafted-token cost: least squares of idle
-   latencies on (1, passes, drafted tokens) per request. The per-drafted-token cost is split into
-   ``verify_slope * target_pass_ms + draft_token_ms`` keeping the base preset's ``verify_slope``.
+2. ``overhead_ms``, ``target_pass_ms``, ``draft_round_ms`` and the per-drafted-token cost: least
+   squares of idle latencies on (1, passes, speculative passes, drafted tokens) per request (plain
+   decoding, k = 0, has passes but no speculative ones, which separates the two per-pass costs).
+   The per-drafted-token cost is split into ``verify_slope * target_pass_ms + draft_token_ms``
+   keeping the base preset's ``verify_slope`` (latency alone cannot tell them apart).
 3. ``load_slowdown`` and ``load_verify_slope``: least squares of loaded latencies on (passes,
-   drafted tokens) given the idle fit.
+   speculative passes, drafted tokens) given the idle fit.
 4. ``noise_sigma``, ``spike_prob``, ``spike_factor``, ``alpha_spread``: robust spread of the
    residuals in log space (spikes are residuals beyond 3 sigma) and of per-request acceptance.
 """
@@ -101,7 +103,7 @@ def fit(path: str | Path, base: SimulatorParams, source: str = "") -> tuple[Simu
 
     def features(k, r):
         passes, drafted = _passes(k, r, alphas.get(r.domain or "prose", 0.6))
-        return passes, drafted
+        return passes, passes if k > 0 else 0.0, drafted
 
     idle = [(k, r) for k, r in rows if r.load <= 0 and r.phase != "load"]
     loaded = [(k, r) for k, r in rows if not (r.load <= 0 and r.phase != "load")]
@@ -109,8 +111,8 @@ def fit(path: str | Path, base: SimulatorParams, source: str = "") -> tuple[Simu
         raise ValueError(f"{path}: idle requests of at least two draft lengths are needed, got {sorted({k for k, _ in idle})}")
     x = np.array([(1.0, *features(k, r)) for k, r in idle])
     y = np.array([r.latency_ms for _, r in idle])
-    (overhead, target_pass, per_drafted), *_ = np.linalg.lstsq(x, y, rcond=None)
-    overhead, target_pass = max(overhead, 0.0), max(target_pass, 1e-3)
+    (overhead, target_pass, draft_round, per_drafted), *_ = np.linalg.lstsq(x, y, rcond=None)
+    overhead, target_pass, draft_round = max(overhead, 0.0), max(target_pass, 1e-3), max(draft_round, 0.0)
     verify_slope = min(base.verify_slope, max(per_drafted, 0.0) / target_pass)
     draft_token = max(per_drafted - verify_slope * target_pass, 0.0)
 
@@ -118,14 +120,14 @@ def fit(path: str | Path, base: SimulatorParams, source: str = "") -> tuple[Simu
     if len({k for k, _ in loaded}) >= 2:
         xl = np.array([features(k, r) for k, r in loaded])
         yl = np.array([r.latency_ms - overhead for _, r in loaded])
-        (a, b), *_ = np.linalg.lstsq(xl, yl, rcond=None)
+        (a, _, b), *_ = np.linalg.lstsq(xl, yl, rcond=None)
         multiplier = max(a / target_pass, 1.0)
         load_slowdown = multiplier - 1.0
         load_verify_slope = max((b / multiplier - per_drafted) / target_pass, 0.0)
 
     # Residual spread of idle requests around the deterministic cost (log space, robust).
-    predicted = np.array([overhead + target_pass * p + (verify_slope * target_pass + draft_token) * d
-                          for p, d in (features(k, r) for k, r in idle)])
+    predicted = np.array([overhead + target_pass * p + draft_round * ps + per_drafted * d
+                          for p, ps, d in (features(k, r) for k, r in idle)])
     log_residual = np.log(np.maximum(y, 1e-6) / np.maximum(predicted, 1e-6))
     centred = log_residual - np.median(log_residual)
     sigma = max(1.4826 * float(np.median(np.abs(centred))), 1e-3)
@@ -145,6 +147,7 @@ def fit(path: str | Path, base: SimulatorParams, source: str = "") -> tuple[Simu
         overhead_ms=float(overhead),
         target_pass_ms=float(target_pass),
         draft_token_ms=float(draft_token),
+        draft_round_ms=float(draft_round),
         verify_slope=float(verify_slope),
         domain_alpha=alphas,
         alpha_spread=alpha_spread,

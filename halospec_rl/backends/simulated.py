@@ -7,10 +7,13 @@ probability ``alpha`` (the request's acceptance rate), so ``a`` is the run of dr
 ``pos`` capped at ``k_eff`` (truncated geometric); the round emits ``a + 1`` tokens (the accepted
 ones plus the target's correction or bonus token). A request's latency is::
 
-    (overhead_ms + m * (R * target_pass_ms + D * (verify_slope * target_pass_ms + draft_token_ms)))
+    (overhead_ms + m * (R * target_pass_ms + [k > 0] * R * draft_round_ms
+                        + D * (verify_slope * target_pass_ms + draft_token_ms)))
         * lognormal(0, noise_sigma) * (spike_factor if spike else 1)
 
-with ``R`` rounds, ``D`` drafted tokens, and ``m = 1 + load * load_slowdown`` the contention
+with ``R`` rounds, ``D`` drafted tokens, ``draft_round_ms`` the draft's per-round cost of catching up
+on the token the target emitted (measured on the embedded decoder: plain decoding and speculation
+rounds do not cost the same per target pass), and ``m = 1 + load * load_slowdown`` the contention
 multiplier; under load the verify slope also becomes ``verify_slope + load * load_verify_slope``
 (batched verification loses its parallel advantage when cores are contended), which moves the best
 ``k`` down under load. ``alpha`` is the domain's acceptance rate plus a per-request normal deviation
@@ -49,6 +52,7 @@ class SimulatorParams:
     draft_token_ms: float
     verify_slope: float
     domain_alpha: dict[str, float]
+    draft_round_ms: float = 0.0
     alpha_spread: float = 0.05
     noise_sigma: float = 0.03
     spike_prob: float = 0.0
@@ -77,11 +81,17 @@ class SimulatorParams:
     def mean_latency_ms(self, draft_length: int, alpha: float, max_tokens: int = 64, load: float = 0.0) -> float:
         """Expected latency (ms, noise and spikes included) at a fixed acceptance rate."""
         rounds, drafted = expected_rounds_drafted(draft_length, alpha, max_tokens)
-        slope = self.verify_slope + load * self.load_verify_slope
-        compute = rounds * self.target_pass_ms + drafted * (slope * self.target_pass_ms + self.draft_token_ms)
+        compute = self.compute_ms(rounds, drafted, draft_length > 0, load)
         noise_mean = math.exp(self.noise_sigma**2 / 2)
         spike_mean = 1 + self.spike_prob * (self.spike_factor - 1)
         return (self.overhead_ms + (1 + load * self.load_slowdown) * compute) * noise_mean * spike_mean
+
+    def compute_ms(self, rounds: float, drafted: float, speculative: bool, load: float = 0.0) -> float:
+        """Model compute time (ms) of ``rounds`` target passes and ``drafted`` draft tokens, before
+        the contention multiplier, overhead and noise."""
+        slope = self.verify_slope + load * self.load_verify_slope
+        per_round = self.target_pass_ms + (self.draft_round_ms if speculative else 0.0)
+        return rounds * per_round + drafted * (slope * self.target_pass_ms + self.draft_token_ms)
 
 
 @functools.lru_cache(maxsize=65536)  # calibration and model_based ask for the same grid points often
@@ -200,8 +210,7 @@ class SimulatedBackend:
         else:
             rounds, drafted, accepted = _speculate(s.draftable_u[i, :n] < alpha, k)
         load = self._load
-        slope = p.verify_slope + load * p.load_verify_slope
-        compute = rounds * p.target_pass_ms + drafted * (slope * p.target_pass_ms + p.draft_token_ms)
+        compute = p.compute_ms(rounds, drafted, k > 0, load)
         latency = (p.overhead_ms + (1.0 + load * p.load_slowdown) * compute) * math.exp(
             p.noise_sigma * s.noise_z[i]
         )
