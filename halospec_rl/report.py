@@ -168,7 +168,7 @@ class ResultsWriter:
     def write(self, record: RequestRecord) -> None:
         row = asdict(record)
         row["success"] = "true" if record.success else "false"
-        row["latency_ms"] = f"{record.latency_ms:.3f}"
+        row["latency_ms"] = repr(float(record.latency_ms))  # exact: a re-read summary prints the same digits
         self._writer.writerow([row[c] for c in HALOSPEC_COLUMNS + EXTRA_COLUMNS])
         self._file.flush()
 
