@@ -129,6 +129,18 @@ def burners_for_level(level: float, max_processes: int) -> int:
     return math.ceil(level * max_processes)
 
 
+def pool_for_level(pool: BurnerPool, level: float, max_processes: int) -> BurnerPool:
+    """The burner pool to run at contention ``level``: ``pool`` itself when it already runs
+    ``burners_for_level(level, max_processes)`` burners, else a started replacement (``pool`` stopped)."""
+    wanted = burners_for_level(level, max_processes)
+    if wanted == len(pool.pids):
+        return pool
+    pool.stop()
+    replacement = BurnerPool(wanted)
+    replacement.start()
+    return replacement
+
+
 class HaloSpecLoad:
     """HaloSpec's load schedule over the measured steps of one mode's run.
 

@@ -19,7 +19,7 @@ from halospec_rl.backends.base import Prompt, RequestResult, check_draft_length
 from halospec_rl.decoder.corpus import DEFAULT_PROMPT_CHARS, prompt_text
 from halospec_rl.decoder.speculative import SpeculativeDecoder
 from halospec_rl.decoder.train import load_models
-from halospec_rl.load import DEFAULT_BURNERS, BurnerPool, burners_for_level
+from halospec_rl.load import DEFAULT_BURNERS, BurnerPool, pool_for_level
 
 
 class EmbeddedBackend:
@@ -89,11 +89,7 @@ class EmbeddedBackend:
 
     def set_load(self, level: float, phase: str = "steady") -> None:
         """Run ``ceil(level * load_processes)`` burners from now on (0 stops them)."""
-        wanted = burners_for_level(level, self.load_processes)
-        if wanted != len(self._pool.pids):
-            self._pool.stop()
-            self._pool = BurnerPool(wanted)
-            self._pool.start()
+        self._pool = pool_for_level(self._pool, level, self.load_processes)
         self._load = float(level)
         self._phase = phase
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from halospec_rl.backends.base import Prompt, RequestResult, check_draft_length
-from halospec_rl.load import DEFAULT_BURNERS, BurnerPool, burners_for_level
+from halospec_rl.load import DEFAULT_BURNERS, BurnerPool, pool_for_level
 
 DRAFT_FIELDS: dict[str, Callable[[int], dict[str, int]]] = {
     # Lemonade, as HaloSpec used it.
@@ -146,11 +146,7 @@ class HttpBackend:
 
     def set_load(self, level: float, phase: str = "steady") -> None:
         """Run ``ceil(level * load_processes)`` CPU burners from now on and label results with it."""
-        wanted = burners_for_level(level, self.load_processes)
-        if wanted != len(self._burners.pids):
-            self._burners.stop()
-            self._burners = BurnerPool(wanted)
-            self._burners.start()
+        self._burners = pool_for_level(self._burners, level, self.load_processes)
         self._load, self._phase = float(level), phase
 
     def generate(self, prompt: Prompt, draft_length: int) -> RequestResult:
