@@ -276,8 +276,8 @@ _PHASE_COLOURS = {"steady": "tab:blue", "load": "tab:red", "recovery": "tab:gree
 
 def plot_results(all_stats: Sequence[ModeStats], records: Sequence[RequestRecord], out_dir: str | Path,
                  title: str = "") -> list[Path]:
-    """Write ``score_by_mode.png`` and ``latency_and_draft_length_by_step.png`` (points coloured by
-    phase) into ``out_dir``; returns the paths."""
+    """Write ``score_by_mode.png`` and ``latency_and_draft_length_by_step.png`` (the controllers and
+    the best fixed mode, points coloured by phase) into ``out_dir``; returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,7 +296,10 @@ def plot_results(all_stats: Sequence[ModeStats], records: Sequence[RequestRecord
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
 
-    modes = list(dict.fromkeys(r.mode for r in records))
+    # Every fixed mode's flat line would bury the controllers: show those and the best fixed mode.
+    best_fixed = winner([s for s in all_stats if is_fixed_mode(s.mode)])
+    modes = [m for m in dict.fromkeys(r.mode for r in records)
+             if not is_fixed_mode(m) or (best_fixed is not None and m == best_fixed.mode)]
     fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     for i, mode in enumerate(modes):
         rows = [r for r in records if r.mode == mode and r.phase != WARMUP_PHASE and r.success]
