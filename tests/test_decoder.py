@@ -29,16 +29,8 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    """The tiny models, built once per session into the session temp dir (shared by the test files)."""
-    cache = tmp_path_factory.getbasetemp() / "halospec-tiny-cache"
-    build("tiny", cache, progress=False)
-    return cache
-
-
-@pytest.fixture(scope="module")
-def tiny_pair(tiny_cache):
-    models = load_models("tiny", tiny_cache, build_if_missing=False)
+def tiny_pair(tiny_model_cache):
+    models = load_models("tiny", tiny_model_cache, build_if_missing=False)
     return models.target, models.draft
 
 
@@ -166,13 +158,13 @@ def test_decoder_errors(random_pair):
         SpeculativeDecoder(*random_pair, temperature=-1.0)
 
 
-def test_model_cache_reuse_and_build_command(tiny_cache, tmp_path, capsys):
-    directory = model_dir("tiny", tiny_cache)
+def test_model_cache_reuse_and_build_command(tiny_model_cache, tmp_path, capsys):
+    directory = model_dir("tiny", tiny_model_cache)
     stamp = (directory / "target.pt").stat().st_mtime_ns
     started = time.perf_counter()
-    assert build("tiny", tiny_cache, progress=False) == directory
+    assert build("tiny", tiny_model_cache, progress=False) == directory
     assert time.perf_counter() - started < 1.0 and (directory / "target.pt").stat().st_mtime_ns == stamp
-    assert cli_main(["build", "--config", "tiny", "--cache-dir", str(tiny_cache)]) == 0
+    assert cli_main(["build", "--config", "tiny", "--cache-dir", str(tiny_model_cache)]) == 0
     assert "already built" in capsys.readouterr().out
 
     assert not is_built("tiny", tmp_path)

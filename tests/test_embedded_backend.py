@@ -7,14 +7,11 @@ import torch
 
 from halospec_rl.backends import Backend, Prompt, make_backend
 from halospec_rl.backends.embedded import EmbeddedBackend
-from halospec_rl.decoder.train import build
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    """Tiny models in the session temp dir (the same directory test_decoder.py builds into)."""
-    cache = tmp_path_factory.getbasetemp() / "halospec-tiny-cache"
-    build("tiny", cache, progress=False)
+def backend(tiny_model_cache):
+    cache = tiny_model_cache
     previous = torch.get_num_threads()
     with make_backend(
         "embedded", config="tiny", cache_dir=cache, build_if_missing=False, load_processes=1
@@ -51,8 +48,8 @@ def test_given_text_long_prompts_and_context_fill(backend):
     assert result.success and result.tokens == 256
 
 
-def test_sampling_is_seeded_per_prompt(tmp_path_factory):
-    cache = tmp_path_factory.getbasetemp() / "halospec-tiny-cache"
+def test_sampling_is_seeded_per_prompt(tiny_model_cache):
+    cache = tiny_model_cache
     with EmbeddedBackend(config="tiny", temperature=1.0, cache_dir=cache, build_if_missing=False) as b:
         first = b.generate(Prompt(domain="prose", seed=1, max_tokens=16), 3)
         assert first.text == b.generate(Prompt(domain="prose", seed=1, max_tokens=16), 3).text

@@ -30,12 +30,11 @@ HANG_S = 1.5
 
 # ------------------------------------------------------------------------------ the real server
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tiny_model_cache):
     """`halospec-rl serve`'s app on the tiny embedded decoder, on a free loopback port."""
     from halospec_rl.backends.embedded import EmbeddedBackend
 
-    # Same dir as tests/test_decoder.py: the session builds the tiny models once.
-    backend = EmbeddedBackend(config="tiny", cache_dir=tmp_path_factory.getbasetemp() / "halospec-tiny-cache")
+    backend = EmbeddedBackend(config="tiny", cache_dir=tiny_model_cache)
     try:
         with serve_in_thread(create_app(backend, max_tokens_limit=64)) as url:
             yield url

@@ -21,7 +21,6 @@ from halospec_rl.backends import Prompt, RequestResult
 from halospec_rl.backends.http import HttpBackend, ServerUnavailableError
 from halospec_rl.server import create_app, load_policy, serve_in_thread
 
-TINY_CACHE = "halospec-tiny-cache"  # as tests/test_decoder.py: the session builds the tiny models once
 MESSAGES = [
     {"role": "system", "content": "Complete the code."},
     {"role": "user", "content": "def add(a, b):\n"},
@@ -29,10 +28,10 @@ MESSAGES = [
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory):
+def embedded(tiny_model_cache):
     from halospec_rl.backends.embedded import EmbeddedBackend
 
-    backend = EmbeddedBackend(config="tiny", cache_dir=tmp_path_factory.getbasetemp() / TINY_CACHE)
+    backend = EmbeddedBackend(config="tiny", cache_dir=tiny_model_cache)
     yield backend
     backend.close()
 
@@ -224,13 +223,13 @@ def test_policy_loading_needs_agents_load_policy(monkeypatch, tmp_path):
     assert load_policy("p.zip") == ("loaded", "p.zip")
 
 
-def test_halospec_rl_serve_command(embedded, tmp_path_factory, tmp_path):
+def test_halospec_rl_serve_command(embedded, tiny_model_cache, tmp_path):
     """The real command in a subprocess: tiny models from the session cache, a saved agent."""
     agent = save_policy(make_policy("ucb1"), tmp_path / "ucb1.json")
     with socket.socket() as sock:  # a free port (the server binds it a moment later)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cache = tmp_path_factory.getbasetemp() / TINY_CACHE
+    cache = tiny_model_cache
     command = [
         sys.executable,
         "-m",
