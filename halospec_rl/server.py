@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -42,45 +42,17 @@ DRAFT_LENGTH_FIELDS = ("speculative_draft_length", "speculative.n_max")
 API_PREFIXES = ("/v1", "/api/v1")
 
 
-class ServingPolicy:
-    """A trained agent choosing the draft length of requests that set none (adaptive serving).
+class DraftLengthChooser(Protocol):
+    """What picks the draft length of requests that set none: ``agents.serving.ServingPolicy``
+    adapts a trained agent to it. ``observe`` sees every served request; ``chosen`` says whether
+    this chooser picked its draft length."""
 
-    ``agent`` follows ``agents.base.Policy`` (``act(observation)``, ``update(k, result, observation)``)
-    and sees the environment's observation (``envs.observation``) of the stream of served requests,
-    as in training. Serving is one endless episode: the ``progress`` feature counts requests over
-    ``episode_length`` (the env's default, 100) and stays at 1 after that. Every served request
-    shapes the observation; the agent learns (``update``) only from the requests it chose.
-    """
+    name: str
+    max_draft_length: int
 
-    def __init__(self, agent: Any, episode_length: int = 100):
-        from envs.observation import ObservationTracker  # envs (gymnasium) only when serving an agent
+    def choose(self) -> int: ...
 
-        self.agent = agent
-        self.name = str(getattr(agent, "name", type(agent).__name__))
-        self.max_draft_length = int(agent.max_draft_length)
-        self._tracker = ObservationTracker(self.max_draft_length, episode_length)
-
-    def choose(self) -> int:
-        """The agent's draft length for the next request."""
-        return int(self.agent.act(self._tracker.observation()))
-
-    def observe(self, result: RequestResult, chosen: bool) -> None:
-        """Account for a served request; ``chosen``: its draft length came from this policy."""
-        self._tracker.update(result, result.load)
-        if chosen:
-            self.agent.update(result.draft_length, result, self._tracker.observation())
-
-
-def load_policy(path: str | Path) -> Any:
-    """Load a trained agent with ``agents.load_policy(path)`` (imported only when asked for)."""
-    try:
-        from agents import load_policy as agents_load_policy
-    except ImportError as exc:
-        raise RuntimeError(
-            f"--policy {path} needs agents.load_policy(path) from the agents package, which is not "
-            f"available: {exc}"
-        ) from exc
-    return agents_load_policy(path)
+    def observe(self, result: RequestResult, chosen: bool) -> None: ...
 
 
 class RequestError(ValueError):
@@ -143,7 +115,7 @@ def requested_draft_length(body: dict[str, Any], max_draft_length: int) -> int |
 
 def create_app(
     backend: Backend,
-    policy: Any | None = None,
+    policy: DraftLengthChooser | None = None,
     *,
     model_name: str = "halospec-rl",
     default_draft_length: int = 4,
@@ -154,15 +126,15 @@ def create_app(
 
     Args:
         backend: serves each request (any Backend; the CLI uses the embedded decoder).
-        policy: a trained agent (``agents.base.Policy``) choosing the draft length of requests that set
-            none, wrapped in a ServingPolicy; None uses ``default_draft_length``.
+        policy: chooses the draft length of requests that set none (a trained agent wrapped in
+            ``agents.serving.ServingPolicy``); None uses ``default_draft_length``.
         model_name: the single model id listed by ``/v1/models`` (any requested ``model`` is accepted).
         default_draft_length: draft length when neither the request nor a policy sets one.
         max_tokens_limit: largest ``max_tokens`` accepted (default when absent: 64, HaloSpec's).
         close_backend: close ``backend`` when the app shuts down (the app owns it).
     """
     check_draft_length(default_draft_length, backend.max_draft_length)
-    serving = None if policy is None else ServingPolicy(policy)
+    serving = policy
     if serving is not None and serving.max_draft_length > backend.max_draft_length:
         raise ValueError(
             f"policy {serving.name!r} chooses draft lengths up to {serving.max_draft_length}, "
@@ -341,9 +313,16 @@ def serve(
     """Build the backend (``make_backend(backend, **backend_kwargs)``) and serve it until interrupted."""
     served = make_backend(backend, **backend_kwargs)
     try:
+        chooser = None
+        if policy:
+            # The serve command is the composition root of adaptive serving: the only place where
+            # halospec_rl reaches into agents (and, through it, envs/gymnasium).
+            from agents.serving import load_serving_policy
+
+            chooser = load_serving_policy(policy)
         app = create_app(
             served,
-            load_policy(policy) if policy else None,
+            chooser,
             model_name=model_name,
             default_draft_length=default_draft_length,
             max_tokens_limit=max_tokens_limit,

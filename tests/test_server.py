@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,10 +15,11 @@ import numpy as np
 import pytest
 
 from agents import HaloSpecAdaptive, make_policy, save_policy
+from agents.serving import ServingPolicy, load_serving_policy
 from envs import OBSERVATION_FEATURES
 from halospec_rl.backends import Prompt, RequestResult
 from halospec_rl.backends.http import HttpBackend, ServerUnavailableError
-from halospec_rl.server import create_app, load_policy, serve_in_thread
+from halospec_rl.server import create_app, serve_in_thread
 
 MESSAGES = [
     {"role": "system", "content": "Complete the code."},
@@ -155,7 +155,7 @@ class RecordingAdaptive(HaloSpecAdaptive):
 
 def test_a_policy_picks_the_draft_length_of_requests_without_one(embedded):
     agent = RecordingAdaptive()
-    with serve_in_thread(create_app(embedded, agent)) as base_url:
+    with serve_in_thread(create_app(embedded, ServingPolicy(agent))) as base_url:
         chosen = [chat(base_url).json()["timings"]["draft_length"] for _ in range(3)]
         pinned = chat(base_url, speculative_draft_length=7).json()["timings"]["draft_length"]
         chosen.append(chat(base_url).json()["timings"]["draft_length"])
@@ -170,11 +170,11 @@ def test_a_policy_picks_the_draft_length_of_requests_without_one(embedded):
 
 def test_serves_a_saved_agent_file(embedded, tmp_path):
     path = save_policy(make_policy("ucb1"), tmp_path / "ucb1.json")
-    with serve_in_thread(create_app(embedded, load_policy(path))) as base_url:
+    with serve_in_thread(create_app(embedded, load_serving_policy(path))) as base_url:
         ks = [chat(base_url, max_tokens=4).json()["timings"]["draft_length"] for _ in range(3)]
     assert all(1 <= k <= 8 for k in ks)
     with pytest.raises(ValueError, match="up to 8, above the backend's 4"):
-        create_app(BrokenBackend(max_draft_length=4), make_policy("ucb1"))
+        create_app(BrokenBackend(max_draft_length=4), ServingPolicy(make_policy("ucb1")))
 
 
 class BrokenBackend:
@@ -204,23 +204,13 @@ def test_backend_failures_are_500s_and_the_server_stays_up():
 def test_a_failing_policy_is_a_500():
     agent = make_policy("fixed_3")
     agent.act = lambda observation: 9  # beyond the backend's 0..8
-    with serve_in_thread(create_app(BrokenBackend(), agent)) as base_url:
+    with serve_in_thread(create_app(BrokenBackend(), ServingPolicy(agent))) as base_url:
         response = chat(base_url)
     assert response.status_code == 500
     assert (
         "serving policy failed: ValueError: draft_length must be in 0..8, got 9"
         in response.json()["error"]["message"]
     )
-
-
-def test_policy_loading_needs_agents_load_policy(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "agents", types.ModuleType("agents"))  # a package without it
-    with pytest.raises(RuntimeError, match="needs agents.load_policy"):
-        load_policy(tmp_path / "bandit.json")
-    fake = types.ModuleType("agents")
-    fake.load_policy = lambda path: ("loaded", path)
-    monkeypatch.setitem(sys.modules, "agents", fake)
-    assert load_policy("p.zip") == ("loaded", "p.zip")
 
 
 def test_halospec_rl_serve_command(embedded, tiny_model_cache, tmp_path):
