@@ -30,6 +30,7 @@ import agents
 from agents.rollout import run_episode
 from envs import HaloSpecEnv
 from halospec_rl.backends import BACKEND_NAMES, make_backend
+from halospec_rl.load import LOAD_ENV
 from halospec_rl.report import (
     ResultsFileError,
     ResultsWriter,
@@ -56,8 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--draft-field", default="lemonade", help="draft-length field preset: lemonade or llama-server")
     p.add_argument("--model-name", default="Qwen3-0.6B-GGUF", help="model name sent to the server (--backend http)")
     p.add_argument("--replay-csv", help="recorded results to replay (--backend replay)")
-    default_scenario = "load_spike" if os.environ.get("HALOSPEC_LOAD") == "1" else "steady"
+    default_scenario = "load_spike" if os.environ.get(LOAD_ENV) == "1" else "steady"
     p.add_argument("--scenario", default=default_scenario, choices=SCENARIO_NAMES)
+    p.add_argument("--load-start-step", type=int, default=6, help="load_spike: first loaded measured step")
+    p.add_argument("--load-fraction", type=float, default=0.4,
+                   help="load_spike: share of each mode's measured requests under load")
     p.add_argument("--modes", default=DEFAULT_MODES,
                    help="comma list of modes; 'fixed' = fixed_1..fixed_max, 'bandits' = every bandit")
     p.add_argument("--model", action="append", default=[], metavar="PATH",
@@ -188,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         return summarise_csv(args.from_csv)
 
     factories = mode_factories(args)
+    scenario_kwargs = (
+        {"start_step": args.load_start_step, "load_fraction": args.load_fraction}
+        if args.scenario == "load_spike"
+        else {}
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = args.out_dir or Path("results") / f"{args.backend}__{args.scenario}__{stamp}"
     backend = build_backend(args)
@@ -206,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                         max_draft_length=args.max_draft_length,
                         warmup_steps=args.warmup,
                         max_tokens=args.max_tokens,
+                        scenario_kwargs=scenario_kwargs,
                     )
                     records = run_episode(env, factory(), seed, mode=mode, on_record=writer.write,
                                           global_step_start=global_step)

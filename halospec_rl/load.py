@@ -9,9 +9,9 @@
 - a killed parent (even SIGKILL): on Linux each burner asks the kernel for SIGKILL when its parent
   dies (``prctl(PR_SET_PDEATHSIG)``); everywhere it also polls its parent pid about 20 times a second.
 
-:class:`HaloSpecLoad` is HaloSpec's schedule: burners start at measured step ``start_step`` (6) and
-run ``duration_s`` (30 s); each request is labelled ``steady`` before, ``load`` during, ``recovery``
-after.
+When the load is on is the scenario's business (``halospec_rl.scenarios``: ``HALOSPEC_LOAD=1``
+selects ``load_spike``, HaloSpec's spike from measured step 6); backends apply the level they are
+given with :func:`pool_for_level`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ import math
 import os
 import subprocess
 import sys
-import time
 import weakref
-from collections.abc import Callable, Mapping
 
 LOAD_ENV = "HALOSPEC_LOAD"
 # One burner per core plus one: with a 1-thread decoder that is cores + 2 runnable processes on
@@ -141,67 +139,4 @@ def pool_for_level(pool: BurnerPool, level: float, max_processes: int) -> Burner
     return replacement
 
 
-class HaloSpecLoad:
-    """HaloSpec's load schedule over the measured steps of one mode's run.
-
-    Call :meth:`phase_for_step` before each measured request with its 1-based step: it starts the
-    burners at ``start_step``, stops them ``duration_s`` seconds later, and returns the phase the
-    request runs in. When not ``enabled`` every step is ``steady`` and nothing starts.
-    :meth:`reset` (e.g. before the next mode) stops the burners and rearms the schedule.
-    """
-
-    def __init__(
-        self,
-        start_step: int = 6,
-        duration_s: float = 30.0,
-        processes: int = DEFAULT_BURNERS,
-        enabled: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        if start_step < 1:
-            raise ValueError(f"start_step must be >= 1, got {start_step}")
-        if duration_s <= 0:
-            raise ValueError(f"duration_s must be > 0, got {duration_s}")
-        self.start_step = start_step
-        self.duration_s = duration_s
-        self.enabled = enabled
-        self.pool = BurnerPool(processes)
-        self._clock = clock
-        self._started_at: float | None = None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs) -> HaloSpecLoad:
-        """Enabled iff ``HALOSPEC_LOAD=1`` (HaloSpec's switch); ``kwargs`` set the schedule."""
-        environ = os.environ if environ is None else environ
-        return cls(enabled=environ.get(LOAD_ENV, "").strip() == "1", **kwargs)
-
-    @property
-    def phase(self) -> str:
-        if self._started_at is None:
-            return "steady"
-        return "load" if self.pool.running else "recovery"
-
-    def phase_for_step(self, step: int) -> str:
-        """Advance the schedule to measured step ``step`` (1-based) and return its phase."""
-        if self.enabled:
-            if self._started_at is None and step >= self.start_step:
-                self.pool.start()
-                self._started_at = self._clock()
-            elif self.pool.running and self._clock() - self._started_at >= self.duration_s:
-                self.pool.stop()
-        return self.phase
-
-    def reset(self) -> None:
-        self.pool.stop()
-        self._started_at = None
-
-    close = reset
-
-    def __enter__(self) -> HaloSpecLoad:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-__all__ = ["DEFAULT_BURNERS", "LOAD_ENV", "BurnerPool", "HaloSpecLoad", "burners_for_level"]
+__all__ = ["DEFAULT_BURNERS", "LOAD_ENV", "BurnerPool", "burners_for_level", "pool_for_level"]

@@ -18,9 +18,9 @@ bursty          load switching on and off in bursts whose lengths are geometric 
                 ``mean_burst`` (default 10) requests; phases steady / load
 ==============  =======================================================================================
 
-HaloSpec measured load by wall-clock time (a 30 s burner from step 6); on real backends
-``halospec_rl.load.HaloSpecLoad`` keeps exactly that. A scenario counts requests instead so that
-the load falls on the same requests for every mode (see design.md section 5).
+HaloSpec timed its load by the wall clock (a 30 s burner from step 6, about 8 of its 3.5 s requests:
+the rest of a mode). A scenario counts requests instead, so the load falls on the same requests for
+every mode, however fast each one serves them (see design.md section 5).
 """
 
 from __future__ import annotations

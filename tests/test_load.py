@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from halospec_rl.load import BurnerPool, HaloSpecLoad, burners_for_level
+from halospec_rl.load import BurnerPool, burners_for_level, pool_for_level
 
 GONE_WITHIN_S = 3.0
 REPO_ROOT = Path(__file__).resolve().parents[1]  # so ``python -c`` children import this checkout
@@ -94,30 +94,18 @@ def test_burners_stopped_on_ctrl_c_and_normal_exit():
     assert _wait_gone(pids) == []
 
 
-def test_halospec_schedule_phases():
-    now = [0.0]
-    load = HaloSpecLoad(start_step=3, duration_s=10.0, processes=1, clock=lambda: now[0])
-    try:
-        assert [load.phase_for_step(s) for s in (1, 2)] == ["steady", "steady"]
-        assert load.phase_for_step(3) == "load" and load.pool.running
-        pids = load.pool.pids
-        now[0] = 5.0
-        assert load.phase_for_step(4) == "load"
-        now[0] = 10.5
-        assert load.phase_for_step(5) == "recovery" and not load.pool.running
-        assert _wait_gone(pids) == []
-        load.reset()
-        assert load.phase_for_step(1) == "steady"
-    finally:
-        load.close()
-
-
-def test_from_env_and_levels():
-    assert HaloSpecLoad.from_env({"HALOSPEC_LOAD": "1"}).enabled
-    off = HaloSpecLoad.from_env({}, start_step=1)
-    assert not off.enabled and off.phase_for_step(10) == "steady" and not off.pool.running
+def test_levels_and_pool_resizing():
     assert [burners_for_level(x, 2) for x in (0.0, 0.3, 1.0)] == [0, 1, 2]
     with pytest.raises(ValueError, match="1.5"):
         burners_for_level(1.5, 2)
     with pytest.raises(ValueError, match="-1"):
         BurnerPool(-1)
+    pool = pool_for_level(BurnerPool(0), 1.0, 2)
+    try:
+        assert pool.running and len(pool.pids) == 2
+        assert pool_for_level(pool, 0.6, 2) is pool  # ceil(0.6 * 2) = 2: keep the running pool
+        pids = pool.pids
+        stopped = pool_for_level(pool, 0.0, 2)
+        assert not stopped.running and not pool.running and _wait_gone(pids) == []
+    finally:
+        pool.stop()
