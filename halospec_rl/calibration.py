@@ -9,11 +9,12 @@ is plain decoding). What is fitted, in this order:
    (``expected_rounds_drafted``) best match the measured ones (``rounds = tokens - accepted``).
    Needs ``drafted``/``accepted``; a trace without them (HaloSpec's) keeps the base preset's rates.
 2. ``overhead_ms``, ``target_pass_ms``, ``draft_round_ms`` and the per-drafted-token cost: least
-   squares of idle latencies on (1, passes, speculative passes, drafted tokens) per request (plain
+   squares of the relative error of idle mean latencies per (k, domain) cell on the cells' mean
+   (1, passes, speculative passes, drafted tokens) (plain
    decoding, k = 0, has passes but no speculative ones, which separates the two per-pass costs).
    The per-drafted-token cost is split into ``verify_slope * target_pass_ms + draft_token_ms``
    keeping the base preset's ``verify_slope`` (latency alone cannot tell them apart).
-3. ``load_slowdown`` and ``load_verify_slope``: least squares of loaded latencies on (passes,
+3. ``load_slowdown`` and ``load_verify_slope``: the same for the loaded cells, on (passes,
    speculative passes, drafted tokens) given the idle fit.
 4. ``noise_sigma``, ``spike_prob``, ``spike_factor``, ``alpha_spread``: robust spread of the
    residuals in log space (spikes are residuals beyond 3 sigma) and of per-request acceptance.
@@ -88,6 +89,18 @@ def _fit_alpha(rows: list[tuple[int, RequestRecord]]) -> float | None:
     return float(_ALPHAS[int(np.argmin(errors))])
 
 
+def _cell_means(rows: list[tuple[int, RequestRecord]], features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean features and mean latency (ms) per (draft length, domain) cell: the cells the fit is
+    judged on, so least squares on their relative errors (rows divided by the mean latency) fits
+    what ``compare`` reports, and no cell outweighs another by its request count or its latency."""
+    cells: dict[tuple[int, str], list] = defaultdict(list)
+    for k, r in rows:
+        cells[(k, r.domain)].append((features(k, r), r.latency_ms))
+    x = np.array([np.mean([f for f, _ in cell], axis=0) for cell in cells.values()])
+    y = np.array([np.mean([lat for _, lat in cell]) for cell in cells.values()])
+    return x, y
+
+
 def fit(path: str | Path, base: SimulatorParams, source: str = "") -> tuple[SimulatorParams, list[FitRow]]:
     """Fit ``base``'s parameters to the trace at ``path``; returns the fitted parameters and the
     per-(k, domain, load) comparison of measured and simulated mean latency."""
@@ -109,23 +122,24 @@ def fit(path: str | Path, base: SimulatorParams, source: str = "") -> tuple[Simu
     loaded = [(k, r) for k, r in rows if not (r.load <= 0 and r.phase != "load")]
     if len({k for k, _ in idle}) < 2:
         raise ValueError(f"{path}: idle requests of at least two draft lengths are needed, got {sorted({k for k, _ in idle})}")
-    x = np.array([(1.0, *features(k, r)) for k, r in idle])
-    y = np.array([r.latency_ms for _, r in idle])
-    (overhead, target_pass, draft_round, per_drafted), *_ = np.linalg.lstsq(x, y, rcond=None)
+    x_cells, y_cells = _cell_means(idle, lambda k, r: (1.0, *features(k, r)))
+    (overhead, target_pass, draft_round, per_drafted), *_ = np.linalg.lstsq(
+        x_cells / y_cells[:, None], np.ones_like(y_cells), rcond=None
+    )
     overhead, target_pass, draft_round = max(overhead, 0.0), max(target_pass, 1e-3), max(draft_round, 0.0)
     verify_slope = min(base.verify_slope, max(per_drafted, 0.0) / target_pass)
     draft_token = max(per_drafted - verify_slope * target_pass, 0.0)
 
     load_slowdown, load_verify_slope = base.load_slowdown, base.load_verify_slope
     if len({k for k, _ in loaded}) >= 2:
-        xl = np.array([features(k, r) for k, r in loaded])
-        yl = np.array([r.latency_ms - overhead for _, r in loaded])
-        (a, _, b), *_ = np.linalg.lstsq(xl, yl, rcond=None)
+        xl, yl = _cell_means(loaded, features)
+        (a, _, b), *_ = np.linalg.lstsq(xl / yl[:, None], (yl - overhead) / yl, rcond=None)
         multiplier = max(a / target_pass, 1.0)
         load_slowdown = multiplier - 1.0
         load_verify_slope = max((b / multiplier - per_drafted) / target_pass, 0.0)
 
     # Residual spread of idle requests around the deterministic cost (log space, robust).
+    y = np.array([r.latency_ms for _, r in idle])
     predicted = np.array([overhead + target_pass * p + draft_round * ps + per_drafted * d
                           for p, ps, d in (features(k, r) for k, r in idle)])
     log_residual = np.log(np.maximum(y, 1e-6) / np.maximum(predicted, 1e-6))

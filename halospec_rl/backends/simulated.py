@@ -9,7 +9,7 @@ ones plus the target's correction or bonus token). A request's latency is::
 
     (overhead_ms + m * (R * target_pass_ms + [k > 0] * R * draft_round_ms
                         + D * (verify_slope * target_pass_ms + draft_token_ms)))
-        * lognormal(0, noise_sigma) * (spike_factor if spike else 1)
+        * lognormal(-noise_sigma**2 / 2, noise_sigma) * (spike_factor if spike else 1)
 
 with ``R`` rounds, ``D`` drafted tokens, ``draft_round_ms`` the draft's per-round cost of catching up
 on the token the target emitted (measured on the embedded decoder: plain decoding and speculation
@@ -82,9 +82,8 @@ class SimulatorParams:
         """Expected latency (ms, noise and spikes included) at a fixed acceptance rate."""
         rounds, drafted = expected_rounds_drafted(draft_length, alpha, max_tokens)
         compute = self.compute_ms(rounds, drafted, draft_length > 0, load)
-        noise_mean = math.exp(self.noise_sigma**2 / 2)
         spike_mean = 1 + self.spike_prob * (self.spike_factor - 1)
-        return (self.overhead_ms + (1 + load * self.load_slowdown) * compute) * noise_mean * spike_mean
+        return (self.overhead_ms + (1 + load * self.load_slowdown) * compute) * spike_mean
 
     def compute_ms(self, rounds: float, drafted: float, speculative: bool, load: float = 0.0) -> float:
         """Model compute time (ms) of ``rounds`` target passes and ``drafted`` draft tokens, before
@@ -212,7 +211,7 @@ class SimulatedBackend:
         load = self._load
         compute = p.compute_ms(rounds, drafted, k > 0, load)
         latency = (p.overhead_ms + (1.0 + load * p.load_slowdown) * compute) * math.exp(
-            p.noise_sigma * s.noise_z[i]
+            p.noise_sigma * s.noise_z[i] - 0.5 * p.noise_sigma**2  # mean 1: costs are mean latencies
         )
         if s.spike_u[i] < p.spike_prob:
             latency *= p.spike_factor
