@@ -76,7 +76,8 @@ class SB3Policy:
         return path
 
 
-def _algorithm_class(name: str) -> Any:
+def algorithm_class(name: str) -> Any:
+    """The stable-baselines3 class of an algorithm name ("ppo", "DQN", ...)."""
     import stable_baselines3
 
     cls = getattr(stable_baselines3, name.upper(), None)
@@ -103,7 +104,7 @@ def load_sb3(path: str | Path, algorithm: str | None = None) -> SB3Policy:
     candidates = (algorithm,) if algorithm is not None else FALLBACK_ALGORITHMS
     errors = []
     for name in candidates:
-        cls = _algorithm_class(name)
+        cls = algorithm_class(name)
         try:
             model = cls.load(path, device="cpu")
         except Exception as error:  # noqa: BLE001 - SB3 raises many types for a wrong class
